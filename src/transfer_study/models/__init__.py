@@ -1,0 +1,1 @@
+"""Backbones, their pretrained preprocessing, and image transforms."""

@@ -1,0 +1,88 @@
+"""Train and eval transforms built from parameters, for cached ``uint8`` image tensors.
+
+Augmentations are torchvision ``transforms.v2`` classes named in YAML with their
+arguments, so anything torchvision offers is available without code changes. The
+geometry (crop size) and normalisation come from ``Preprocessing``, i.e. from the
+backbone's pretrained weights.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torchvision.transforms import InterpolationMode, v2
+
+from .preprocessing import Preprocessing
+
+# Augmentations that output a fixed size are given the network's input size when the
+# YAML leaves `size` out, so parameters need not repeat the backbone's resolution.
+_SIZED_AUGMENTATIONS = {"RandomResizedCrop", "RandomCrop", "CenterCrop", "Resize"}
+# Resizing augmentations default to the weights' interpolation; rotations and warps on
+# tensors support only nearest/bilinear, so they keep torchvision's own default.
+_RESIZING_AUGMENTATIONS = {"RandomResizedCrop", "Resize"}
+
+
+def _augmentation(spec: Mapping[str, Any], preprocessing: Preprocessing) -> v2.Transform:
+    arguments = dict(spec)
+    name = arguments.pop("name", None)
+    transform_class = getattr(v2, name, None) if isinstance(name, str) else None
+    if not (isinstance(transform_class, type) and issubclass(transform_class, v2.Transform)):
+        raise ValueError(
+            f"Unknown augmentation {name!r}: use the name of a torchvision.transforms.v2 "
+            "class, e.g. RandomResizedCrop, RandomHorizontalFlip, RandomRotation, ColorJitter."
+        )
+    if name in _SIZED_AUGMENTATIONS:
+        arguments.setdefault("size", preprocessing.input_size)
+    if name in _RESIZING_AUGMENTATIONS:
+        arguments.setdefault("interpolation", InterpolationMode(preprocessing.interpolation))
+    try:
+        return transform_class(**arguments)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"Invalid arguments for augmentation {name}: {error}") from error
+
+
+def _to_normalised_float(preprocessing: Preprocessing) -> list[v2.Transform]:
+    return [
+        v2.ToDtype(torch.float32, scale=True),
+        v2.Normalize(mean=list(preprocessing.mean), std=list(preprocessing.std)),
+    ]
+
+
+def build_train_transform(
+    *, preprocessing: Preprocessing, augmentations: Sequence[Mapping[str, Any]]
+) -> v2.Compose:
+    """Builds the training transform: the listed augmentations, then normalisation.
+
+    If no augmentation yields the input size (e.g. no ``RandomResizedCrop``), a centre
+    crop is added so that every batch has the network's input size.
+
+    Args:
+        preprocessing: Sizes and normalisation of the backbone's weights.
+        augmentations: ``[{name: RandomHorizontalFlip, p: 0.5}, ...]``, applied in order.
+
+    Returns:
+        A transform from a ``uint8`` CHW tensor to a normalised ``float32`` tensor.
+
+    Raises:
+        ValueError: For an unknown augmentation name or invalid arguments.
+    """
+    steps = [_augmentation(spec, preprocessing) for spec in augmentations]
+    if not any(spec.get("name") in _SIZED_AUGMENTATIONS for spec in augmentations):
+        steps.append(v2.CenterCrop(preprocessing.input_size))
+    return v2.Compose(steps + _to_normalised_float(preprocessing))
+
+
+def build_eval_transform(*, preprocessing: Preprocessing) -> v2.Compose:
+    """Builds the evaluation transform: centre crop to the input size, then normalisation.
+
+    Args:
+        preprocessing: Sizes and normalisation of the backbone's weights.
+
+    Returns:
+        A deterministic transform from a ``uint8`` CHW tensor to a normalised tensor.
+    """
+    return v2.Compose(
+        [v2.CenterCrop(preprocessing.input_size), *_to_normalised_float(preprocessing)]
+    )
