@@ -1,0 +1,313 @@
+"""Turn a photo folder (class sub-folders or a manifest CSV) into a table of images.
+
+Kept apart from ``nodes.py`` because it is the longest piece of the pipeline: reading
+the layout, deriving sample ids, and checking every file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+import posixpath
+import re
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from transfer_study.images import ImageDecodeError, decode_rgb, is_hidden_or_system_file
+
+logger = logging.getLogger(__name__)
+
+IMAGE_INDEX_COLUMNS = [
+    "path",
+    "label",
+    "sample_id",
+    "angle",
+    "sha256",
+    "source_format",
+    "source_mode",
+]
+QUALITY_COLUMNS = ["path", "label", "status", "reason"]
+
+
+class DataLayoutError(ValueError):
+    """The photo folder or its manifest cannot be read as a labelled dataset."""
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    """A file the layout says is a labelled photo, before it has been checked."""
+
+    path: str
+    label: str
+    sample_id: str | None
+    angle: int | None
+
+
+def _folder_candidates(files: list[str], manifest_name: str) -> tuple[list[_Candidate], list[dict]]:
+    candidates, rejected = [], []
+    for path in files:
+        label, separator, _ = path.partition("/")
+        if not separator:
+            if path != manifest_name:
+                rejected.append(_quality_row(path, "", "excluded", "not inside a class folder"))
+            continue
+        candidates.append(_Candidate(path=path, label=label, sample_id=None, angle=None))
+    return candidates, rejected
+
+
+def _manifest_path(raw: str, row_number: int) -> str:
+    normalised = posixpath.normpath(raw.replace("\\", "/"))
+    if (
+        posixpath.isabs(normalised)
+        or re.match(r"^[A-Za-z]:", normalised)
+        or (normalised == ".." or normalised.startswith("../"))
+    ):
+        raise DataLayoutError(
+            f"Manifest row {row_number}: path '{raw}' points outside the photo folder. "
+            "Manifest paths must be relative to the folder that holds manifest.csv; move "
+            "the photos inside it or copy them there."
+        )
+    return normalised
+
+
+def _blank(value: object) -> bool:
+    return (
+        value is None or (isinstance(value, float) and pd.isna(value)) or str(value).strip() == ""
+    )
+
+
+def _manifest_candidates(
+    manifest_bytes: bytes, files: set[str], classes: list[str] | None
+) -> tuple[list[_Candidate], list[dict]]:
+    manifest = pd.read_csv(io.BytesIO(manifest_bytes), dtype=str, keep_default_na=True)
+    missing_columns = {"path", "label"} - set(manifest.columns)
+    if missing_columns:
+        raise DataLayoutError(
+            f"manifest.csv lacks the column(s) {sorted(missing_columns)}; it needs "
+            "'path,label' and may add 'sample_id,angle'."
+        )
+    # Row numbers as a spreadsheet shows them: the header is line 1.
+    row_numbers = manifest.index + 2
+    blank_labels = [
+        int(n) for n, label in zip(row_numbers, manifest["label"], strict=True) if _blank(label)
+    ]
+    if blank_labels:
+        raise DataLayoutError(
+            f"manifest.csv rows {blank_labels[:10]} have no label. Give every row a label, "
+            "or remove the rows of photos you do not want in the study."
+        )
+    if classes is not None:
+        unknown = sorted(set(manifest["label"].str.strip()) - set(classes))
+        if unknown:
+            raise DataLayoutError(
+                f"manifest.csv uses label(s) {unknown} that are not in raw_images.classes="
+                f"{classes}. Fix the labels, or add them to raw_images.classes."
+            )
+    duplicated = manifest["path"][manifest["path"].duplicated()].tolist()
+    if duplicated:
+        raise DataLayoutError(f"manifest.csv lists these paths more than once: {duplicated[:10]}")
+
+    candidates, rejected = [], []
+    for row_number, row in zip(row_numbers, manifest.itertuples(index=False), strict=True):
+        path = _manifest_path(str(row.path), int(row_number))
+        label = str(row.label).strip()
+        if path not in files:
+            rejected.append(
+                _quality_row(path, label, "excluded", "listed in manifest.csv but not found")
+            )
+            continue
+        sample_id = getattr(row, "sample_id", None)
+        angle = getattr(row, "angle", None)
+        candidates.append(
+            _Candidate(
+                path=path,
+                label=label,
+                sample_id=None if _blank(sample_id) else str(sample_id).strip(),
+                angle=None if _blank(angle) else int(float(angle)),
+            )
+        )
+    return candidates, rejected
+
+
+def _with_sample_ids(
+    candidates: list[_Candidate], pattern: str | None, ids_per_class: bool
+) -> list[_Candidate]:
+    """Fills sample id and angle from the file name where the manifest gave none."""
+    regex = re.compile(pattern) if pattern else None
+    unmatched = 0
+    resolved = []
+    for candidate in candidates:
+        sample_id, angle = candidate.sample_id, candidate.angle
+        if sample_id is None and regex is not None:
+            stem = posixpath.splitext(posixpath.basename(candidate.path))[0]
+            match = regex.search(stem)
+            if match:
+                sample_id = match.groupdict().get("sample_id")
+                if angle is None and match.groupdict().get("angle") is not None:
+                    angle = int(match.group("angle"))
+        if sample_id is None:
+            unmatched += 1
+            sample_id = candidate.path  # no grouping information: the photo is its own sample
+        if ids_per_class:
+            sample_id = f"{candidate.label}/{sample_id}"
+        resolved.append(_Candidate(candidate.path, candidate.label, sample_id, angle or 0))
+    if unmatched:
+        logger.warning(
+            "%d of %d photos have no sample id (manifest column or raw_images.filename_pattern "
+            "'%s'): each is treated as its own physical sample.",
+            unmatched,
+            len(candidates),
+            pattern,
+        )
+    return resolved
+
+
+def _check_one_label_per_sample(candidates: list[_Candidate]) -> None:
+    labels_by_sample: dict[str, set[str]] = {}
+    for candidate in candidates:
+        labels_by_sample.setdefault(candidate.sample_id, set()).add(candidate.label)
+    conflicts = {s: sorted(labels) for s, labels in labels_by_sample.items() if len(labels) > 1}
+    if conflicts:
+        examples = "; ".join(f"'{s}': {labels}" for s, labels in list(conflicts.items())[:5])
+        raise DataLayoutError(
+            f"{len(conflicts)} sample id(s) have photos under more than one label ({examples}). "
+            "All photos of one physical sample must share its label. If your sample numbering "
+            "restarts in every class folder, set raw_images.sample_ids_per_class: true."
+        )
+
+
+def _quality_row(path: str, label: str, status: str, reason: str) -> dict:
+    return {"path": path, "label": label, "status": status, "reason": reason}
+
+
+def _check_file(load: Callable[[], bytes], draft_size: int | None) -> tuple[str, object]:
+    """Decodes a file once; returns ``(sha256, DecodedImage)`` or ``(sha256, reason)``."""
+    data = load()
+    digest = hashlib.sha256(data).hexdigest()
+    try:
+        return digest, decode_rgb(data, draft_size=draft_size)
+    except ImageDecodeError as error:
+        return digest, str(error)
+
+
+def _checked_rows(
+    candidates: list[_Candidate],
+    raw_images: Mapping[str, Callable[[], bytes]],
+    draft_size: int | None,
+) -> tuple[list[dict], list[dict]]:
+    # Decoding releases the GIL, so threads keep every core busy without pickling.
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        results = list(
+            tqdm(
+                pool.map(lambda c: _check_file(raw_images[c.path], draft_size), candidates),
+                total=len(candidates),
+                desc="Checking photos",
+                unit="img",
+            )
+        )
+    good, quality = [], []
+    for candidate, (digest, outcome) in zip(candidates, results, strict=True):
+        if isinstance(outcome, str):
+            quality.append(_quality_row(candidate.path, candidate.label, "excluded", outcome))
+            continue
+        if outcome.conversions:
+            quality.append(
+                _quality_row(
+                    candidate.path, candidate.label, "converted", "; ".join(outcome.conversions)
+                )
+            )
+        good.append(
+            {
+                "path": candidate.path,
+                "label": candidate.label,
+                "sample_id": candidate.sample_id,
+                "angle": candidate.angle,
+                "sha256": digest,
+                "source_format": outcome.source_format,
+                "source_mode": outcome.source_mode,
+            }
+        )
+    return good, quality
+
+
+def _without_duplicates(index: pd.DataFrame) -> tuple[pd.DataFrame, list[dict]]:
+    """Drops byte-identical copies, which would otherwise leak between splits.
+
+    Copies under one label keep their first path; copies under different labels
+    contradict each other and are all dropped.
+    """
+    quality, dropped = [], set()
+    for _, group in index.groupby("sha256", sort=False):
+        if len(group) < 2:
+            continue
+        paths = sorted(group["path"])
+        labels = sorted(set(group["label"]))
+        if len(labels) > 1:
+            for row in group.itertuples():
+                others = [p for p in paths if p != row.path]
+                quality.append(
+                    _quality_row(
+                        row.path,
+                        row.label,
+                        "excluded",
+                        f"byte-identical to {others} filed under different labels {labels}",
+                    )
+                )
+                dropped.add(row.path)
+        else:
+            for row in group.itertuples():
+                if row.path != paths[0]:
+                    quality.append(
+                        _quality_row(row.path, row.label, "excluded", f"duplicate of {paths[0]}")
+                    )
+                    dropped.add(row.path)
+    return index[~index["path"].isin(dropped)].reset_index(drop=True), quality
+
+
+def ingest(
+    raw_images: Mapping[str, Callable[[], bytes]], params: Mapping
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """See ``nodes.ingest_images``; this is its implementation."""
+    manifest_name = params.get("manifest") or ""
+    classes = params.get("classes")
+    files = sorted(p for p in raw_images if not is_hidden_or_system_file(p))
+    if manifest_name and manifest_name in raw_images:
+        logger.info("Reading labels from %s", manifest_name)
+        candidates, quality = _manifest_candidates(raw_images[manifest_name](), set(files), classes)
+    else:
+        candidates, quality = _folder_candidates(files, manifest_name)
+        if classes is not None:
+            quality += [
+                _quality_row(c.path, c.label, "excluded", "class not in raw_images.classes")
+                for c in candidates
+                if c.label not in classes
+            ]
+            candidates = [c for c in candidates if c.label in classes]
+    candidates = _with_sample_ids(
+        candidates, params.get("filename_pattern"), bool(params.get("sample_ids_per_class"))
+    )
+    _check_one_label_per_sample(candidates)
+    good, checked_quality = _checked_rows(candidates, raw_images, params.get("check_draft_size"))
+    index = pd.DataFrame(good, columns=IMAGE_INDEX_COLUMNS)
+    index, duplicate_quality = _without_duplicates(index)
+    report = pd.DataFrame(quality + checked_quality + duplicate_quality, columns=QUALITY_COLUMNS)
+    excluded = int((report["status"] == "excluded").sum())
+    logger.info(
+        "Ingested %d photos of %d samples in %d classes from %s; %d files excluded, %d converted "
+        "(see data_quality.csv).",
+        len(index),
+        index["sample_id"].nunique(),
+        index["label"].nunique(),
+        params.get("path"),
+        excluded,
+        int((report["status"] == "converted").sum()),
+    )
+    return index.sort_values("path", ignore_index=True), report.sort_values(
+        "path", ignore_index=True
+    )

@@ -1,0 +1,175 @@
+"""Ingestion: folder and manifest layouts, sample ids, bad files, duplicates, clear errors."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.conftest import write_photo, write_photo_folder
+from tests.image_files import write_awkward_files
+from transfer_study.datasets import PhotoFolderDataset
+from transfer_study.pipelines.data_processing.ingestion import DataLayoutError
+from transfer_study.pipelines.data_processing.nodes import ingest_images
+
+PARAMS = {
+    "path": "photos",
+    "manifest": "manifest.csv",
+    "filename_pattern": r"^(?P<sample_id>.+)_a(?P<angle>\d+)$",
+    "sample_ids_per_class": False,
+    "classes": None,
+    "check_draft_size": None,
+}
+
+
+def _ingest(folder: Path, **overrides) -> tuple[pd.DataFrame, pd.DataFrame]:
+    return ingest_images(PhotoFolderDataset(path=str(folder)).load(), {**PARAMS, **overrides})
+
+
+def test_class_folders_give_labels_sample_ids_and_angles(photo_folder):
+    index, quality = _ingest(photo_folder({"cat": 3, "dog": 4}, n_angles=3))
+    assert len(index) == 21
+    assert set(index["label"]) == {"cat", "dog"}
+    assert index["sample_id"].nunique() == 7
+    row = index.set_index("path").loc["dog/s0004_a02.jpg"]
+    assert (row["label"], row["sample_id"], row["angle"]) == ("dog", "s0004", 2)
+    assert index["sha256"].str.len().eq(64).all()
+    assert quality.empty
+
+
+def test_without_a_pattern_every_photo_is_its_own_sample(photo_folder):
+    index, _ = _ingest(photo_folder({"cat": 2, "dog": 2}, n_angles=2), filename_pattern=None)
+    assert index["sample_id"].nunique() == len(index) == 8
+
+
+def test_sample_ids_can_be_scoped_per_class_folder(tmp_path):
+    write_photo(tmp_path / "cat" / "001_a1.jpg", seed=1)
+    write_photo(tmp_path / "dog" / "001_a1.jpg", seed=2)
+    with pytest.raises(DataLayoutError, match=r"more than one label.*sample_ids_per_class"):
+        _ingest(tmp_path)
+    index, _ = _ingest(tmp_path, sample_ids_per_class=True)
+    assert sorted(index["sample_id"]) == ["cat/001", "dog/001"]
+
+
+def test_awkward_files_are_converted_or_excluded_with_their_reason(tmp_path):
+    expected = write_awkward_files(tmp_path / "things")
+    write_photo_folder(tmp_path, {"other": 3})
+    index, quality = _ingest(tmp_path)
+    by_path = quality.set_index("path")
+    for name, reason in expected.items():
+        path = f"things/{name}"
+        if reason is None:
+            assert path in set(index["path"]), f"{name} should have been kept"
+        else:
+            assert by_path.loc[path, "status"] == "excluded", name
+            assert reason.lower() in by_path.loc[path, "reason"].lower(), (
+                name,
+                by_path.loc[path, "reason"],
+            )
+            assert path not in set(index["path"])
+    converted = quality[quality["status"] == "converted"]
+    assert not converted.empty
+    assert converted["reason"].str.contains("EXIF", case=False).any()
+
+
+def test_hidden_and_system_files_are_ignored_silently(photo_folder):
+    folder = photo_folder({"cat": 2, "dog": 2})
+    (folder / ".DS_Store").write_bytes(b"\x00\x01")
+    (folder / "cat" / "._s0000_a00.jpg").write_bytes(b"AppleDouble")
+    (folder / "dog" / "Thumbs.db").write_bytes(b"thumbs")
+    index, quality = _ingest(folder)
+    assert len(index) == 8
+    assert quality.empty
+
+
+def test_files_outside_class_folders_are_reported(photo_folder):
+    folder = photo_folder({"cat": 2, "dog": 2})
+    write_photo(folder / "loose.jpg", seed=99)
+    _, quality = _ingest(folder)
+    assert quality.set_index("path").loc["loose.jpg", "reason"] == "not inside a class folder"
+
+
+def test_byte_identical_files_are_reported_and_never_leak_between_splits(photo_folder):
+    folder = photo_folder({"cat": 3, "dog": 3})
+    shutil.copy(folder / "cat" / "s0000_a00.jpg", folder / "cat" / "s0001_a05.jpg")
+    shutil.copy(folder / "cat" / "s0002_a00.jpg", folder / "dog" / "s0003_a07.jpg")
+    index, quality = _ingest(folder)
+    by_path = quality.set_index("path")
+    assert "duplicate of cat/s0000_a00.jpg" in by_path.loc["cat/s0001_a05.jpg", "reason"]
+    assert "different labels" in by_path.loc["dog/s0003_a07.jpg", "reason"]
+    assert "different labels" in by_path.loc["cat/s0002_a00.jpg", "reason"]
+    assert index["sha256"].is_unique
+    assert "cat/s0000_a00.jpg" in set(index["path"])
+
+
+def test_classes_parameter_restricts_and_reports_other_folders(photo_folder):
+    index, quality = _ingest(photo_folder({"cat": 2, "dog": 2, "fox": 2}), classes=["cat", "dog"])
+    assert set(index["label"]) == {"cat", "dog"}
+    assert (quality["reason"] == "class not in raw_images.classes").sum() == 4
+
+
+def _write_manifest(folder: Path, text: str) -> None:
+    (folder / "manifest.csv").write_text(text)
+
+
+def test_manifest_gives_labels_samples_and_angles(tmp_path):
+    for i in range(4):
+        write_photo(tmp_path / "any" / f"img{i}.jpg", seed=i)
+    _write_manifest(
+        tmp_path,
+        "path,label,sample_id,angle\n"
+        "any/img0.jpg,plastic,frag1,0\nany/img1.jpg,plastic,frag1,1\n"
+        "any/img2.jpg,natural,frag2,0\n./any/img3.jpg,natural,,\n",
+    )
+    index, quality = _ingest(tmp_path)
+    rows = index.set_index("path")
+    assert rows.loc["any/img1.jpg", "sample_id"] == "frag1"
+    assert rows.loc["any/img1.jpg", "angle"] == 1
+    assert rows.loc["any/img3.jpg", "sample_id"] == "any/img3.jpg"  # blank: own sample
+    assert set(rows["label"]) == {"plastic", "natural"}
+    assert quality.empty
+
+
+def test_manifest_path_escaping_the_folder_is_refused(tmp_path):
+    write_photo(tmp_path / "a.jpg", seed=1)
+    _write_manifest(tmp_path, "path,label\n../outside.jpg,cat\n")
+    with pytest.raises(DataLayoutError, match=r"row 2.*outside the photo folder"):
+        _ingest(tmp_path)
+    _write_manifest(tmp_path, "path,label\n/etc/passwd,cat\n")
+    with pytest.raises(DataLayoutError, match="outside the photo folder"):
+        _ingest(tmp_path)
+
+
+def test_manifest_row_without_a_label_is_refused(tmp_path):
+    write_photo(tmp_path / "a.jpg", seed=1)
+    write_photo(tmp_path / "b.jpg", seed=2)
+    _write_manifest(tmp_path, "path,label\na.jpg,cat\nb.jpg,\n")
+    with pytest.raises(DataLayoutError, match=r"rows \[3\] have no label"):
+        _ingest(tmp_path)
+
+
+def test_manifest_with_an_unknown_label_is_refused(tmp_path):
+    write_photo(tmp_path / "a.jpg", seed=1)
+    _write_manifest(tmp_path, "path,label\na.jpg,cta\n")
+    with pytest.raises(DataLayoutError, match=r"\['cta'\].*raw_images.classes"):
+        _ingest(tmp_path, classes=["cat", "dog"])
+
+
+def test_manifest_without_required_columns_is_refused(tmp_path):
+    write_photo(tmp_path / "a.jpg", seed=1)
+    _write_manifest(tmp_path, "file,class\na.jpg,cat\n")
+    with pytest.raises(DataLayoutError, match="lacks the column"):
+        _ingest(tmp_path)
+
+
+def test_manifest_entry_for_a_missing_file_is_reported(tmp_path):
+    write_photo(tmp_path / "a.jpg", seed=1)
+    _write_manifest(tmp_path, "path,label\na.jpg,cat\ngone.jpg,dog\n")
+    index, quality = _ingest(tmp_path)
+    assert list(index["path"]) == ["a.jpg"]
+    assert (
+        quality.set_index("path").loc["gone.jpg", "reason"]
+        == "listed in manifest.csv but not found"
+    )

@@ -1,0 +1,96 @@
+"""The real pipelines, end to end, on tiny generated data."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.conftest import write_photo_folder
+from tests.kedro_project import TINY_DEMO, make_project, run_pipeline
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    root = make_project(tmp_path / "project")
+    monkeypatch.chdir(root)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
+    monkeypatch.setenv("KEDRO_DISABLE_TELEMETRY", "1")
+    return root
+
+
+def test_demo_data_then_data_processing_gives_a_leak_free_split(project: Path):
+    run_pipeline(project, TINY_DEMO, pipeline_name="demo_data")
+    photos = sorted((project / "data/01_raw/demo_fragments").rglob("*.jpg"))
+    assert len(photos) == 48
+    run_pipeline(project, TINY_DEMO, pipeline_name="data_processing")
+
+    split = pd.read_csv(project / "data/05_model_input/split.csv")
+    assert len(split) == 48
+    assert set(split["split"]) == {"train", "val", "test"}
+    assert (split.groupby("sample_id")["split"].nunique() == 1).all()
+    assert set(split["label"]) == {"plastic", "natural"}
+    summary = pd.read_csv(project / "data/08_reporting/split_summary.csv")
+    assert summary[["samples_train", "samples_val", "samples_test"]].gt(0).all().all()
+    assert (project / "data/08_reporting/data_quality.csv").exists()
+
+    preprocessing = json.loads((project / "data/05_model_input/preprocessing.json").read_text())
+    assert preprocessing["input_size"] == 32
+    assert preprocessing["mean"] == [0.5, 0.5, 0.5]  # from the weights, not a literal
+    cache_files = list((project / "data/04_feature/decoded_images").glob("*.pt"))
+    assert [f.name.split("-")[0] for f in cache_files] == [f"{preprocessing['resize_size']}px"]
+
+
+def test_decoded_image_cache_is_reused_on_the_next_run(project: Path):
+    run_pipeline(project, TINY_DEMO, pipeline_name="demo_data")
+    run_pipeline(project, TINY_DEMO, pipeline_name="data_processing")
+    (cache_file,) = (project / "data/04_feature/decoded_images").glob("*.pt")
+    first_written = cache_file.stat().st_mtime_ns
+    run_pipeline(project, TINY_DEMO, pipeline_name="data_processing")
+    assert cache_file.stat().st_mtime_ns == first_written
+    run_pipeline(project, {**TINY_DEMO, "model.image_size": 48}, pipeline_name="data_processing")
+    assert len(list((project / "data/04_feature/decoded_images").glob("*.pt"))) == 2
+
+
+def test_one_flag_points_the_study_at_a_users_folder(project: Path, tmp_path: Path):
+    photos = write_photo_folder(tmp_path / "my photos", {"ant": 5, "bee": 5}, n_angles=2, size=40)
+    command = [
+        str(Path(sys.executable).parent / "kedro"),
+        "run",
+        "--pipeline=data_processing",
+        f"--params=raw_images.path={photos},model.image_size=32",
+    ]
+    completed = subprocess.run(command, cwd=project, capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    split = pd.read_csv(project / "data/05_model_input/split.csv")
+    assert set(split["label"]) == {"ant", "bee"}
+    assert len(split) == 20
+
+
+def test_missing_photo_folder_fails_with_what_to_do(project: Path):
+    command = [
+        str(Path(sys.executable).parent / "kedro"),
+        "run",
+        "--pipeline=data_processing",
+        f"--params=raw_images.path={project / 'nowhere'}",
+    ]
+    completed = subprocess.run(command, cwd=project, capture_output=True, text=True, timeout=300)
+    assert completed.returncode != 0
+    output = completed.stdout + completed.stderr
+    assert "does not exist" in output
+    assert "kedro run --pipeline=demo_data" in output
+
+
+def test_single_class_folder_fails_after_writing_the_quality_report(project: Path, tmp_path: Path):
+    photos = write_photo_folder(tmp_path / "one", {"cat": 6}, n_angles=1)
+    (photos / "cat" / "broken.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(ValueError, match="at least two"):
+        run_pipeline(project, {"raw_images.path": str(photos)}, pipeline_name="data_processing")
+    quality = pd.read_csv(project / "data/08_reporting/data_quality.csv")
+    assert quality["path"].tolist() == ["cat/broken.jpg"]
