@@ -1,0 +1,412 @@
+"""Tests for ``transfer_study.evaluation``: values computed by hand or known answers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.figure import Figure
+from scipy import stats
+
+from transfer_study.evaluation import (
+    bootstrap_accuracy_ci,
+    classification_metrics,
+    comparison_markdown,
+    confusion_matrix_figure,
+    mcnemar_test,
+    pairwise_mcnemar,
+    training_curves_figure,
+    variant_comparison_figure,
+)
+
+N_RESAMPLES = 500
+
+
+def _correct(n: int, n_right: int) -> np.ndarray:
+    return np.arange(n) < n_right
+
+
+def _one_hot_probabilities(
+    labels: np.ndarray, n_classes: int, confidence: float = 0.7
+) -> np.ndarray:
+    rest = (1 - confidence) / (n_classes - 1)
+    probs = np.full((labels.size, n_classes), rest)
+    probs[np.arange(labels.size), labels] = confidence
+    return probs
+
+
+def _saved_png(fig: Figure, tmp_path: Path, name: str) -> Path:
+    path = tmp_path / f"{name}.png"
+    fig.savefig(path)
+    return path
+
+
+# --------------------------------------------------------------------------- bootstrap
+
+
+def test_bootstrap_interval_contains_accuracy():
+    accuracy, low, high = bootstrap_accuracy_ci(_correct(100, 80), n_resamples=N_RESAMPLES)
+    assert accuracy == pytest.approx(0.8)
+    assert 0 <= low < accuracy < high <= 1
+
+
+def test_bootstrap_interval_narrows_with_more_data():
+    _, low_small, high_small = bootstrap_accuracy_ci(_correct(50, 40), n_resamples=N_RESAMPLES)
+    _, low_large, high_large = bootstrap_accuracy_ci(_correct(500, 400), n_resamples=N_RESAMPLES)
+    assert high_large - low_large < 0.6 * (high_small - low_small)
+
+
+def test_bootstrap_is_deterministic_for_a_seed():
+    correct = np.random.default_rng(1).random(120) < 0.7
+    first = bootstrap_accuracy_ci(correct, n_resamples=N_RESAMPLES, seed=3)
+    again = bootstrap_accuracy_ci(correct, n_resamples=N_RESAMPLES, seed=3)
+    other = bootstrap_accuracy_ci(correct, n_resamples=N_RESAMPLES, seed=4)
+    assert first == again
+    assert first != other
+
+
+@pytest.mark.parametrize("value", [True, False])
+def test_bootstrap_all_equal_predictions_give_a_point_interval(value):
+    expected = float(value)
+    correct = np.full(30, value)
+    groups = np.repeat(np.arange(10), 3)
+    assert bootstrap_accuracy_ci(correct) == (expected, expected, expected)
+    assert bootstrap_accuracy_ci(correct, groups) == (expected, expected, expected)
+
+
+def test_cluster_bootstrap_is_wider_when_errors_are_clustered_within_samples():
+    # 20 samples x 10 photos; whole samples right (14) or wrong (6): 20 independent units.
+    groups = np.repeat(np.arange(20), 10)
+    correct = np.repeat(_correct(20, 14), 10)
+    accuracy, naive_low, naive_high = bootstrap_accuracy_ci(correct, n_resamples=N_RESAMPLES)
+    cluster_accuracy, low, high = bootstrap_accuracy_ci(correct, groups, n_resamples=N_RESAMPLES)
+    assert accuracy == cluster_accuracy == pytest.approx(0.7)
+    assert high - low > 2 * (naive_high - naive_low)
+    assert low < accuracy < high
+
+
+def test_cluster_bootstrap_with_one_photo_per_group_equals_naive_bootstrap():
+    correct = np.random.default_rng(2).random(80) < 0.6
+    ids = np.array([f"s{i}" for i in range(80)])
+    assert bootstrap_accuracy_ci(correct, ids, n_resamples=N_RESAMPLES) == bootstrap_accuracy_ci(
+        correct, n_resamples=N_RESAMPLES
+    )
+
+
+def test_cluster_bootstrap_weights_groups_by_their_photo_count():
+    # Sample "a": 3 photos, all right; sample "b": 1 photo, wrong -> 3 / 4, not 1 / 2.
+    correct = np.array([1, 1, 1, 0])
+    accuracy, _, _ = bootstrap_accuracy_ci(correct, np.array(["a", "a", "a", "b"]), n_resamples=100)
+    assert accuracy == pytest.approx(0.75)
+
+
+@pytest.mark.parametrize(
+    ("correct", "groups", "kwargs", "message"),
+    [
+        (np.array([]), None, {}, "non-empty"),
+        (np.array([0, 2, 1]), None, {}, "0/1"),
+        (np.array([1, 0, 1]), np.array([1, 2]), {}, "one id per prediction"),
+        (np.array([1, 0, 1]), np.array(["a", None, "b"], dtype=object), {}, "missing ids"),
+        (np.array([1, 0, 1]), None, {"confidence": 95}, "confidence"),
+        (np.array([1, 0]), np.array(["a", "a"]), {}, "at least two"),
+    ],
+)
+def test_bootstrap_rejects_malformed_input(correct, groups, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        bootstrap_accuracy_ci(correct, groups, **kwargs)
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+@pytest.fixture
+def three_class_example():
+    # Hand-counted: a 5/6 recalled, b 1/2, c 2/2; predicted a 5 (all right),
+    # b 2 (1 right), c 3 (2 right).
+    y_true = np.array([0, 0, 0, 0, 0, 0, 1, 1, 2, 2])
+    y_pred = np.array([0, 0, 0, 0, 0, 1, 1, 2, 2, 2])
+    return y_true, y_pred, _one_hot_probabilities(y_pred, 3), ["a", "b", "c"]
+
+
+def test_metrics_on_a_hand_counted_example(three_class_example):
+    y_true, y_pred, probs, names = three_class_example
+    metrics = classification_metrics(y_true, y_pred, probs, names, n_resamples=N_RESAMPLES)
+    assert metrics["accuracy"] == pytest.approx(0.8)
+    assert metrics["balanced_accuracy"] == pytest.approx((5 / 6 + 1 / 2 + 1) / 3)
+    assert [metrics[f"recall_{c}"] for c in names] == pytest.approx([5 / 6, 1 / 2, 1])
+    assert [metrics[f"precision_{c}"] for c in names] == pytest.approx([1, 1 / 2, 2 / 3])
+    assert [metrics[f"support_{c}"] for c in names] == [6.0, 2.0, 2.0]
+    assert metrics["f1_c"] == pytest.approx(2 * (2 / 3) * 1 / (2 / 3 + 1))
+    assert metrics["macro_recall"] == pytest.approx(metrics["balanced_accuracy"])
+    assert metrics["accuracy_ci_low"] <= 0.8 <= metrics["accuracy_ci_high"]
+    assert metrics["top_1_accuracy"] == pytest.approx(0.8)
+    assert "top_3_accuracy" not in metrics  # k must be below the number of classes
+    assert "roc_auc" not in metrics
+    assert all(isinstance(v, float) and np.isfinite(v) for v in metrics.values())
+
+
+def test_binary_metrics_report_roc_auc_of_the_positive_class():
+    # Classic example: 3 of the 4 (negative, positive) pairs are ranked correctly.
+    y_true = np.array([0, 0, 1, 1])
+    positive = np.array([0.1, 0.4, 0.35, 0.8])
+    probs = np.column_stack([1 - positive, positive])
+    y_pred = (positive > 0.5).astype(int)
+    metrics = classification_metrics(y_true, y_pred, probs, ["ok", "defect"], n_resamples=100)
+    assert metrics["roc_auc"] == pytest.approx(0.75)
+    assert "roc_auc_ovr_macro" not in metrics
+    assert not any(key.startswith("top_") for key in metrics)
+
+
+@pytest.mark.filterwarnings("ignore:y_pred contains classes not in y_true")
+def test_binary_roc_auc_is_omitted_when_the_test_set_has_one_class():
+    y_true = np.zeros(4, dtype=int)
+    probs = _one_hot_probabilities(np.array([0, 0, 1, 0]), 2)
+    metrics = classification_metrics(
+        y_true, probs.argmax(1), probs, ["ok", "defect"], n_resamples=100
+    )
+    assert "roc_auc" not in metrics
+    assert metrics["accuracy"] == pytest.approx(0.75)
+
+
+def test_four_class_metrics_report_top_k_and_one_vs_rest_auc():
+    y_true = np.array([0, 1, 2, 3, 0, 1, 2, 3])
+    probs = _one_hot_probabilities(y_true, 4)
+    # Last photo: the true class (3) gets the lowest score, so it is outside the top 3.
+    probs[-1] = [0.4, 0.3, 0.2, 0.1]
+    metrics = classification_metrics(
+        y_true, probs.argmax(1), probs, ["w", "x", "y", "z"], n_resamples=100
+    )
+    assert metrics["top_1_accuracy"] == pytest.approx(7 / 8)
+    assert metrics["top_3_accuracy"] == pytest.approx(7 / 8)
+    assert "top_5_accuracy" not in metrics
+    assert 0 < metrics["roc_auc_ovr_macro"] <= 1
+    assert "roc_auc" not in metrics
+
+
+def test_probabilities_summing_to_one_within_float16_precision_are_accepted():
+    y_true = np.array([0, 1, 2, 0])
+    probs = _one_hot_probabilities(y_true, 3) * (1 + 5e-4)
+    metrics = classification_metrics(y_true, y_true, probs, ["a", "b", "c"], n_resamples=100)
+    assert metrics["roc_auc_ovr_macro"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"probabilities": np.full((10, 3), 1.0)}, "sum to 1"),
+        ({"probabilities": np.full((10, 2), 0.5)}, "shape"),
+        ({"probabilities": np.tile([1.5, -0.5, 0.0], (10, 1))}, "non-negative"),
+        ({"y_pred": np.zeros(9, dtype=int)}, "lengths differ"),
+        ({"y_true": np.full(10, 3)}, "outside"),
+        ({"y_pred": np.zeros(10)}, "integer"),
+        ({"class_names": ["a", "a", "c"]}, "unique"),
+    ],
+)
+def test_metrics_reject_malformed_input(three_class_example, change, message):
+    y_true, y_pred, probs, names = three_class_example
+    arguments = {"y_true": y_true, "y_pred": y_pred, "probabilities": probs, "class_names": names}
+    arguments.update(change)
+    with pytest.raises(ValueError, match=message):
+        classification_metrics(**arguments, n_resamples=100)
+
+
+# --------------------------------------------------------------------------- McNemar
+
+
+def _paired(
+    n01: int, n10: int, n_both: int = 5, n_neither: int = 5
+) -> tuple[np.ndarray, np.ndarray]:
+    a = np.r_[np.zeros(n01), np.ones(n10), np.ones(n_both), np.zeros(n_neither)].astype(bool)
+    b = np.r_[np.ones(n01), np.zeros(n10), np.ones(n_both), np.zeros(n_neither)].astype(bool)
+    return a, b
+
+
+def test_mcnemar_exact_p_value_on_a_known_table():
+    result = mcnemar_test(*_paired(n01=1, n10=9))
+    # Two-sided binomial: 2 * P(X <= 1 | n=10, p=1/2) = 2 * 11 / 1024.
+    assert result["p_value"] == pytest.approx(0.021484375)
+    assert (result["n01"], result["n10"], result["method"]) == (1, 9, "exact")
+    assert result["statistic"] == pytest.approx(1.0)
+
+
+def test_mcnemar_uses_continuity_corrected_chi_square_for_many_discordant_pairs():
+    result = mcnemar_test(*_paired(n01=10, n10=30))
+    statistic = (abs(10 - 30) - 1) ** 2 / 40
+    assert result["method"] == "chi2"
+    assert result["statistic"] == pytest.approx(statistic)
+    assert result["p_value"] == pytest.approx(stats.chi2.sf(statistic, df=1))
+
+
+def test_mcnemar_identical_predictions_give_p_value_one():
+    correct = _correct(50, 30)
+    result = mcnemar_test(correct, correct.copy())
+    assert (result["n01"], result["n10"]) == (0, 0)
+    assert result["p_value"] == pytest.approx(1.0)
+
+
+def test_mcnemar_rejects_unpaired_arrays():
+    with pytest.raises(ValueError, match="same photos"):
+        mcnemar_test(_correct(10, 5), _correct(11, 5))
+
+
+def test_pairwise_mcnemar_has_one_row_per_pair_and_holm_never_lowers_p():
+    rng = np.random.default_rng(0)
+    correct = {
+        name: rng.random(120) < acc
+        for name, acc in [("scratch", 0.6), ("frozen", 0.8), ("finetune", 0.85)]
+    }
+    table = pairwise_mcnemar(correct)
+    assert len(table) == 3
+    assert list(zip(table["variant_a"], table["variant_b"], strict=True)) == [
+        ("scratch", "frozen"),
+        ("scratch", "finetune"),
+        ("frozen", "finetune"),
+    ]
+    assert (table["p_value_holm"] >= table["p_value"] - 1e-12).all()
+    first = table.iloc[0]
+    assert first["n_a_only_correct"] == np.sum(correct["scratch"] & ~correct["frozen"])
+    assert first["accuracy_b"] == pytest.approx(correct["frozen"].mean())
+
+
+def test_pairwise_mcnemar_of_one_variant_is_empty_and_unequal_lengths_fail():
+    assert pairwise_mcnemar({"only": _correct(10, 5)}).empty
+    with pytest.raises(ValueError, match="same test photos"):
+        pairwise_mcnemar({"a": _correct(10, 5), "b": _correct(12, 5)})
+
+
+# --------------------------------------------------------------------------- figures
+
+
+@pytest.mark.parametrize("n_classes", [2, 20])
+def test_confusion_matrix_figure_can_be_saved(tmp_path, n_classes):
+    rng = np.random.default_rng(n_classes)
+    y_true = rng.integers(0, n_classes, 200)
+    y_pred = np.where(rng.random(200) < 0.7, y_true, rng.integers(0, n_classes, 200))
+    names = [f"class_{i}" for i in range(n_classes)]
+    fig = confusion_matrix_figure(y_true, y_pred, names, title="Confusion")
+    assert isinstance(fig, Figure)
+    assert len(fig.axes) == 2  # matrix and colour bar
+    matrix_texts = [t.get_text() for t in fig.axes[0].texts]
+    assert len(matrix_texts) == n_classes**2
+    assert _saved_png(fig, tmp_path, "confusion").stat().st_size > 0
+
+
+def test_confusion_matrix_cells_show_count_and_row_percentage():
+    fig = confusion_matrix_figure(
+        np.array([0, 0, 0, 1]), np.array([0, 0, 1, 1]), ["a", "b"], title="t"
+    )
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert texts == ["2\n66.7 %", "1\n33.3 %", "0", "1\n100.0 %"]
+
+
+def _history(with_lr: bool) -> pd.DataFrame:
+    history = pd.DataFrame(
+        {
+            "epoch": [1, 2, 3, 4],
+            "train_loss": [1.2, 0.8, 0.6, 0.5],
+            "val_loss": [1.1, 0.9, 0.85, 0.95],
+            "train_accuracy": [0.5, 0.7, 0.8, 0.85],
+            "val_accuracy": [0.55, 0.7, 0.75, 0.75],
+        }
+    )
+    if with_lr:
+        history["lr"] = [1e-3, 5e-4, 2.5e-4, 1.25e-4]
+    return history
+
+
+@pytest.mark.parametrize(("with_lr", "n_axes"), [(False, 2), (True, 3)])
+def test_training_curves_figure_has_loss_and_accuracy_panels(tmp_path, with_lr, n_axes):
+    fig = training_curves_figure(_history(with_lr), title="Curves")
+    assert isinstance(fig, Figure)
+    assert len(fig.axes) == n_axes
+    # Best epoch: highest val accuracy (0.75 at epochs 3 and 4), tie broken by lower loss.
+    best_lines = [line for line in fig.axes[0].lines if line.get_label().startswith("best")]
+    assert best_lines[0].get_label() == "best epoch (3)"
+    assert _saved_png(fig, tmp_path, "curves").stat().st_size > 0
+
+
+def test_training_curves_figure_rejects_missing_columns():
+    with pytest.raises(ValueError, match="val_loss"):
+        training_curves_figure(_history(False).drop(columns="val_loss"), title="t")
+
+
+@pytest.fixture
+def comparison_example():
+    # 200 photos; finetune right on 180, frozen on 175, scratch on 120, nested, so
+    # finetune vs frozen has 5 discordant photos and finetune vs scratch 60.
+    correct = {
+        "scratch": _correct(200, 120),
+        "frozen": _correct(200, 175),
+        "finetune": _correct(200, 180),
+    }
+    rows = []
+    for name, values in correct.items():
+        accuracy, low, high = bootstrap_accuracy_ci(values, n_resamples=N_RESAMPLES)
+        rows.append(
+            {
+                "variant": name,
+                "backbone": "resnet18",
+                "accuracy": accuracy,
+                "accuracy_ci_low": low,
+                "accuracy_ci_high": high,
+                "balanced_accuracy": accuracy,
+                "macro_f1": accuracy - 0.01,
+                "train_seconds": 123.4,
+                "trainable_params": 11_000_000,
+                "best_epoch": 7,
+            }
+        )
+    return pd.DataFrame(rows), pairwise_mcnemar(correct)
+
+
+def test_variant_comparison_figure_has_bars_whiskers_and_labels(tmp_path, comparison_example):
+    comparison, _ = comparison_example
+    fig = variant_comparison_figure(comparison, title="Variants")
+    assert isinstance(fig, Figure)
+    assert len(fig.axes) == 1
+    labels = [t.get_text() for t in fig.axes[0].texts]
+    assert labels == ["60.0 %", "87.5 %", "90.0 %"]
+    assert _saved_png(fig, tmp_path, "variants").stat().st_size > 0
+
+
+def test_variant_comparison_figure_rejects_missing_accuracy():
+    with pytest.raises(ValueError, match="accuracy"):
+        variant_comparison_figure(pd.DataFrame({"variant": ["a"]}), title="t")
+
+
+def test_comparison_markdown_reports_significance_after_holm(comparison_example):
+    comparison, mcnemar = comparison_example
+    report = comparison_markdown(comparison, mcnemar, confidence=0.95)
+    for name in ("scratch", "frozen", "finetune"):
+        assert name in report
+    assert "Best variant: **finetune** (90.0 % accuracy)." in report
+    finetune_row = comparison.iloc[2]
+    assert (
+        f"90.0 % [{100 * finetune_row['accuracy_ci_low']:.1f}, "
+        f"{100 * finetune_row['accuracy_ci_high']:.1f}]"
+    ) in report
+    assert "11,000,000" in report
+    # 5 discordant photos, all one way: exact p = 2 / 32 = 0.0625; it is the largest of the
+    # three p-values, so Holm leaves it unchanged.
+    assert "finetune vs frozen: difference not significant (Holm-adjusted p = 0.062)" in report
+    assert "finetune vs scratch: difference significant (Holm-adjusted p < 0.001)" in report
+    assert "CIs overlap" in report
+    assert "CIs do not overlap" in report
+
+
+def test_comparison_markdown_uses_only_the_columns_present():
+    comparison = pd.DataFrame({"variant": ["frozen", "finetune"], "accuracy": [0.8, 0.85]})
+    mcnemar = pairwise_mcnemar({"frozen": _correct(20, 16), "finetune": _correct(20, 17)})
+    report = comparison_markdown(comparison, mcnemar, confidence=0.9)
+    assert "| Variant | Accuracy |" in report
+    assert "85.0 %" in report
+    assert "finetune vs frozen: difference not significant" in report
+    assert "Backbone" not in report
+
+
+def test_comparison_markdown_rejects_a_malformed_mcnemar_table():
+    comparison = pd.DataFrame({"variant": ["a"], "accuracy": [0.8]})
+    with pytest.raises(ValueError, match="p_value_holm"):
+        comparison_markdown(comparison, pd.DataFrame({"variant_a": []}), confidence=0.95)
