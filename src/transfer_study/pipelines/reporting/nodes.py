@@ -1,0 +1,87 @@
+"""Nodes that compare the variants on the same test photos."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from transfer_study.evaluation import (
+    comparison_markdown,
+    pairwise_mcnemar,
+    variant_comparison_figure,
+)
+
+logger = logging.getLogger(__name__)
+
+_SUMMARY_COLUMNS = [
+    "train_seconds",
+    "trainable_params",
+    "total_params",
+    "best_epoch",
+    "epochs_run",
+    "seed",
+]
+
+
+def _comparison_row(
+    backbone: str, metrics: Mapping[str, float], summary: Mapping[str, Any]
+) -> dict[str, Any]:
+    row = {"variant": summary["variant"], "backbone": backbone, "weights": summary["weights"]}
+    row.update(
+        {
+            k: metrics[k]
+            for k in (
+                "accuracy",
+                "accuracy_ci_low",
+                "accuracy_ci_high",
+                "balanced_accuracy",
+                "macro_f1",
+            )
+        }
+    )
+    row.update({k: v for k, v in metrics.items() if k.startswith(("roc_auc", "top_"))})
+    row.update({k: summary[k] for k in _SUMMARY_COLUMNS})
+    return row
+
+
+def compare_variants(
+    model_params: Mapping[str, Any], evaluation_params: Mapping[str, Any], *results: Any
+) -> tuple[pd.DataFrame, pd.DataFrame, str, Figure]:
+    """Puts the variants side by side and tests their differences on paired predictions.
+
+    Args:
+        model_params: ``model`` parameters (names the backbone).
+        evaluation_params: ``evaluation`` parameters (``confidence``).
+        *results: For each variant, in order: its test metrics, training summary and
+            test predictions.
+
+    Returns:
+        The comparison table (one row per variant), the pairwise McNemar tests, the
+        Markdown summary and the bar chart with confidence-interval whiskers.
+
+    Raises:
+        ValueError: If the variants were not evaluated on the same photos.
+    """
+    triples = [results[i : i + 3] for i in range(0, len(results), 3)]
+    rows = [_comparison_row(model_params["backbone"], m, s) for m, s, _ in triples]
+    comparison = pd.DataFrame(rows)
+    paths = [tuple(predictions["path"]) for _, _, predictions in triples]
+    if len(set(paths)) != 1:
+        raise ValueError(
+            "The variants were evaluated on different test photos; re-run the whole study."
+        )
+    correct = {
+        summary["variant"]: (p["label"] == p["predicted"]).to_numpy() for _, summary, p in triples
+    }
+    mcnemar = pairwise_mcnemar(correct)
+    confidence = float(evaluation_params["confidence"])
+    report = comparison_markdown(comparison, mcnemar, confidence=confidence)
+    chart = variant_comparison_figure(
+        comparison, title=f"Test accuracy with {confidence:.0%} CI ({model_params['backbone']})"
+    )
+    logger.info("Variant comparison:\n%s", comparison.to_string(index=False))
+    return comparison, mcnemar, report, chart

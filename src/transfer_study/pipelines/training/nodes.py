@@ -1,0 +1,517 @@
+"""Nodes that train a variant (scratch / frozen / fine-tune), embed images for the
+frozen variant, and evaluate a trained model on the test split."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from matplotlib.figure import Figure
+from torch import nn
+from tqdm.auto import tqdm
+
+from transfer_study.evaluation import (
+    classification_metrics,
+    confusion_matrix_figure,
+    training_curves_figure,
+)
+from transfer_study.models.checkpoint import make_checkpoint, rebuild_classifier
+from transfer_study.models.factory import (
+    Classifier,
+    count_parameters,
+    create_classifier,
+    pick_device,
+    set_backbone_trainable,
+)
+from transfer_study.models.preprocessing import Preprocessing
+from transfer_study.models.transforms import build_eval_transform, build_train_transform
+from transfer_study.pipelines.data_processing.image_cache import image_cache_key, select_image_cache
+from transfer_study.training.data import (
+    CachedImageDataset,
+    class_indices,
+    feature_dataset,
+    make_loader,
+    resolve_num_workers,
+    rows_in_cache,
+    seed_everything,
+)
+from transfer_study.training.loops import DeviceSettings, FitResult, fit, predict_logits
+from transfer_study.training.optim import create_optimizer, create_scheduler
+
+logger = logging.getLogger(__name__)
+
+
+def _class_names(split: pd.DataFrame) -> list[str]:
+    return sorted(split["label"].unique())
+
+
+def _device_settings(params: Mapping[str, Any]) -> DeviceSettings:
+    device = pick_device(params.get("device", "auto"))
+    torch.backends.cudnn.benchmark = device.type == "cuda"
+    return DeviceSettings(
+        device=device, channels_last=bool(params["channels_last"]), amp=bool(params["amp"])
+    )
+
+
+def _image_loader(
+    cache: dict,
+    rows: pd.DataFrame,
+    class_names: list[str],
+    transform: Callable,
+    params: Mapping[str, Any],
+    *,
+    shuffle: bool,
+    generator: torch.Generator,
+    settings: DeviceSettings,
+) -> torch.utils.data.DataLoader:
+    images = cache["images"][rows_in_cache(cache, rows["path"].tolist())]
+    dataset = CachedImageDataset(images, class_indices(rows["label"], class_names), transform)
+    return make_loader(
+        dataset,
+        batch_size=int(params["batch_size"]),
+        shuffle=shuffle,
+        generator=generator,
+        num_workers=resolve_num_workers(params["num_workers"]),
+        pin_memory=settings.device.type == "cuda",
+    )
+
+
+def _criterion(params: Mapping[str, Any]) -> nn.Module:
+    return nn.CrossEntropyLoss(label_smoothing=float(params["label_smoothing"]))
+
+
+def _summary(
+    model: Classifier, result: FitResult, variant: str, params: Mapping[str, Any]
+) -> dict[str, Any]:
+    trainable, total = count_parameters(model)
+    best = result.history.loc[result.history["epoch"] == result.best_epoch].iloc[0]
+    return {
+        "variant": variant,
+        "weights": params["weights"],
+        "seed": int(params["seed"]),
+        "train_seconds": round(result.seconds, 2),
+        "epochs_run": len(result.history),
+        "best_epoch": int(result.best_epoch),
+        "best_val_accuracy": float(best["val_accuracy"]),
+        "stopped_early": bool(result.stopped_early),
+        "trainable_params": trainable,
+        "total_params": total,
+    }
+
+
+def _log_parameter_counts(model: nn.Module, variant: str) -> None:
+    trainable, total = count_parameters(model)
+    logger.info("%s: %s of %s parameters are trainable.", variant, f"{trainable:,}", f"{total:,}")
+
+
+def train_on_images(
+    decoded_images: Mapping[str, Callable[[], dict]],
+    split: pd.DataFrame,
+    preprocessing: Mapping[str, Any],
+    model_params: Mapping[str, Any],
+    params: Mapping[str, Any],
+) -> tuple[dict[str, Any], pd.DataFrame, dict[str, Any]]:
+    """Trains a variant end to end on cached images (scratch and fine-tune).
+
+    Args:
+        decoded_images: The decoded-image cache.
+        split: The split table.
+        preprocessing: Input size and normalisation.
+        model_params: ``model`` parameters (``backbone``).
+        params: The variant's parameters (weights, head, optimiser, schedule, epochs, …).
+
+    Returns:
+        The checkpoint, the per-epoch history and a training summary.
+    """
+    variant = params["name"]
+    settings = _device_settings(params)
+    generator = seed_everything(int(params["seed"]))
+    class_names = _class_names(split)
+    spec = Preprocessing.from_dict(preprocessing)
+    cache = select_image_cache(decoded_images, split, spec)
+    model = create_classifier(
+        model_params["backbone"],
+        weights=params["weights"],
+        num_classes=len(class_names),
+        head=params["head"],
+    ).to(
+        settings.device,
+        memory_format=torch.channels_last if settings.channels_last else torch.preserve_format,
+    )
+    train_transform = build_train_transform(
+        preprocessing=spec, augmentations=params["augmentations"] or []
+    )
+    train_loader = _image_loader(
+        cache,
+        split[split["split"] == "train"],
+        class_names,
+        train_transform,
+        params,
+        shuffle=True,
+        generator=generator,
+        settings=settings,
+    )
+    val_loader = _image_loader(
+        cache,
+        split[split["split"] == "val"],
+        class_names,
+        build_eval_transform(preprocessing=spec),
+        params,
+        shuffle=False,
+        generator=generator,
+        settings=settings,
+    )
+    frozen_epochs = int(params["backbone_frozen_epochs"])
+    optimizer = create_optimizer(head=model.head, backbone=model.backbone, params=params)
+    scheduler, per_batch = create_scheduler(
+        optimizer, params, epochs=int(params["epochs"]), steps_per_epoch=len(train_loader)
+    )
+    _log_parameter_counts(model, variant)
+    result = fit(
+        model,
+        criterion=_criterion(params),
+        optimizer=optimizer,
+        train_loader=train_loader,
+        val_loader=val_loader,
+        settings=settings,
+        epochs=int(params["epochs"]),
+        patience=params["early_stopping_patience"],
+        scheduler=scheduler,
+        scheduler_per_batch=per_batch,
+        backbone=model.backbone if frozen_epochs else None,
+        backbone_frozen_epochs=frozen_epochs,
+        variant=variant,
+    )
+    set_backbone_trainable(model, True)
+    summary = _summary(model, result, variant, params)
+    checkpoint = make_checkpoint(
+        model.cpu(),
+        backbone=model_params["backbone"],
+        weights=params["weights"],
+        head=params["head"],
+        class_names=class_names,
+        preprocessing=spec,
+        extra={"variant": variant, **summary},
+    )
+    return checkpoint, result.history, summary
+
+
+def _features_key(image_key: str, backbone: str, params: Mapping[str, Any]) -> str:
+    content = {
+        "images": image_key,
+        "backbone": backbone,
+        "weights": params["weights"],
+        "views": int(params["augmented_views"]),
+        "augmentations": params["augmentations"] if int(params["augmented_views"]) else None,
+        "seed": int(params["seed"]) if int(params["augmented_views"]) else None,
+    }
+    digest = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
+    return f"{backbone}-{digest}"
+
+
+@torch.inference_mode()
+def _embed(
+    backbone: nn.Module,
+    images: torch.Tensor,
+    transform: Callable,
+    params: Mapping[str, Any],
+    settings: DeviceSettings,
+    description: str,
+) -> torch.Tensor:
+    backbone.eval()
+    batches = []
+    batch_size = int(params["embedding_batch_size"])
+    for start in tqdm(
+        range(0, len(images), batch_size), desc=description, unit="batch", leave=False
+    ):
+        batch = torch.stack([transform(image) for image in images[start : start + batch_size]])
+        with settings.autocast():
+            batches.append(backbone(settings.to_device(batch)).float().cpu())
+    return torch.cat(batches) if batches else torch.empty(0)
+
+
+def embed_images(
+    decoded_images: Mapping[str, Callable[[], dict]],
+    split: pd.DataFrame,
+    preprocessing: Mapping[str, Any],
+    model_params: Mapping[str, Any],
+    params: Mapping[str, Any],
+) -> dict[str, Callable[[], dict]]:
+    """Embeds every photo once with the frozen pretrained backbone.
+
+    All photos get their un-augmented embedding; with ``augmented_views > 0`` the
+    training photos also get that many augmented embeddings (a new view each epoch).
+    The result is cached by a key of the photos, backbone, weights and views, so every
+    frozen run and ablation cell reuses it.
+
+    Args:
+        decoded_images: The decoded-image cache.
+        split: The split table.
+        preprocessing: Input size and normalisation.
+        model_params: ``model`` parameters (``backbone``).
+        params: The frozen variant's parameters.
+
+    Returns:
+        ``{key: function returning {"paths", "features", "train_paths", "augmented"}}``.
+    """
+    spec = Preprocessing.from_dict(preprocessing)
+    key = _features_key(image_cache_key(split, spec), model_params["backbone"], params)
+
+    def compute() -> dict[str, Any]:
+        settings = _device_settings(params)
+        generator = seed_everything(int(params["seed"]))
+        cache = select_image_cache(decoded_images, split, spec)
+        model = create_classifier(
+            model_params["backbone"], weights=params["weights"], num_classes=2
+        )
+        backbone = model.backbone.to(settings.device, memory_format=torch.channels_last)
+        paths = split["path"].tolist()
+        images = cache["images"][rows_in_cache(cache, paths)]
+        features = _embed(
+            backbone,
+            images,
+            build_eval_transform(preprocessing=spec),
+            params,
+            settings,
+            "Embedding photos",
+        )
+        train_paths = split.loc[split["split"] == "train", "path"].tolist()
+        views = int(params["augmented_views"])
+        augmented = None
+        if views:
+            train_images = cache["images"][rows_in_cache(cache, train_paths)]
+            transform = build_train_transform(
+                preprocessing=spec, augmentations=params["augmentations"] or []
+            )
+            torch.manual_seed(int(generator.initial_seed()))
+            augmented = torch.stack(
+                [
+                    _embed(
+                        backbone,
+                        train_images,
+                        transform,
+                        params,
+                        settings,
+                        f"Augmented view {v + 1}/{views}",
+                    )
+                    for v in range(views)
+                ]
+            )
+        return {
+            "paths": paths,
+            "features": features,
+            "train_paths": train_paths,
+            "augmented": augmented,
+        }
+
+    return {key: compute}
+
+
+class _EpochViews(torch.utils.data.Dataset):
+    """Training features that show a different augmented view each epoch."""
+
+    def __init__(self, views: torch.Tensor, labels: list[int]) -> None:
+        self.views, self.labels, self.epoch = views, torch.as_tensor(labels), 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Shows view ``epoch - 1`` (cycling) during epoch ``epoch`` (1-based)."""
+        self.epoch = epoch - 1
+
+    def __len__(self) -> int:
+        return self.views.shape[1]
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.views[self.epoch % len(self.views), index], self.labels[index]
+
+
+def train_on_features(
+    backbone_features: Mapping[str, Callable[[], dict]],
+    split: pd.DataFrame,
+    preprocessing: Mapping[str, Any],
+    model_params: Mapping[str, Any],
+    params: Mapping[str, Any],
+) -> tuple[dict[str, Any], pd.DataFrame, dict[str, Any]]:
+    """Trains only the head on cached backbone features (the frozen variant).
+
+    Equivalent to training with the backbone frozen in eval mode, but each photo goes
+    through the backbone once instead of once per epoch.
+
+    Args:
+        backbone_features: The feature cache written by ``embed_images``.
+        split: The split table.
+        preprocessing: Input size and normalisation (stored in the checkpoint).
+        model_params: ``model`` parameters (``backbone``).
+        params: The frozen variant's parameters.
+
+    Returns:
+        The checkpoint (backbone + trained head), the history and a training summary.
+    """
+    variant = params["name"]
+    spec = Preprocessing.from_dict(preprocessing)
+    key = _features_key(image_cache_key(split, spec), model_params["backbone"], params)
+    if key not in backbone_features:
+        raise KeyError(f"No cached backbone features '{key}': run 'embed_images_node' first.")
+    cached = backbone_features[key]()
+    settings = _device_settings({**params, "channels_last": False})
+    generator = seed_everything(int(params["seed"]))
+    class_names = _class_names(split)
+    model = create_classifier(
+        model_params["backbone"],
+        weights=params["weights"],
+        num_classes=len(class_names),
+        head=params["head"],
+    )
+    set_backbone_trainable(model, False)
+    position = {path: i for i, path in enumerate(cached["paths"])}
+    train_rows, val_rows = split[split["split"] == "train"], split[split["split"] == "val"]
+    train_labels = class_indices(train_rows["label"], class_names)
+    if cached["augmented"] is not None:
+        order = [cached["train_paths"].index(p) for p in train_rows["path"]]
+        train_set = _EpochViews(cached["augmented"][:, order], train_labels)
+    else:
+        train_set = feature_dataset(
+            cached["features"][[position[p] for p in train_rows["path"]]], train_labels
+        )
+    val_set = feature_dataset(
+        cached["features"][[position[p] for p in val_rows["path"]]],
+        class_indices(val_rows["label"], class_names),
+    )
+    loader_args = {
+        "batch_size": int(params["batch_size"]),
+        "generator": generator,
+        "num_workers": 0,
+        "pin_memory": False,
+    }
+    train_loader = make_loader(train_set, shuffle=True, **loader_args)
+    head = model.head.to(settings.device)
+    optimizer = create_optimizer(head=head, backbone=None, params=params)
+    scheduler, per_batch = create_scheduler(
+        optimizer, params, epochs=int(params["epochs"]), steps_per_epoch=len(train_loader)
+    )
+    _log_parameter_counts(model, variant)
+    result = fit(
+        head,
+        criterion=_criterion(params),
+        optimizer=optimizer,
+        train_loader=train_loader,
+        val_loader=make_loader(val_set, shuffle=False, **loader_args),
+        settings=settings,
+        epochs=int(params["epochs"]),
+        patience=params["early_stopping_patience"],
+        scheduler=scheduler,
+        scheduler_per_batch=per_batch,
+        variant=variant,
+        on_epoch_start=train_set.set_epoch if isinstance(train_set, _EpochViews) else None,
+    )
+    summary = _summary(model, result, variant, params)
+    checkpoint = make_checkpoint(
+        model.cpu(),
+        backbone=model_params["backbone"],
+        weights=params["weights"],
+        head=params["head"],
+        class_names=class_names,
+        preprocessing=spec,
+        extra={"variant": variant, **summary},
+    )
+    return checkpoint, result.history, summary
+
+
+def evaluate_on_test(
+    checkpoint: Mapping[str, Any],
+    decoded_images: Mapping[str, Callable[[], dict]],
+    split: pd.DataFrame,
+    params: Mapping[str, Any],
+) -> tuple[pd.DataFrame, dict[str, float], Figure]:
+    """Evaluates a checkpoint on the test split, rebuilt as a user would load it.
+
+    Args:
+        checkpoint: The trained variant's checkpoint.
+        decoded_images: The decoded-image cache.
+        split: The split table.
+        params: ``evaluation`` parameters: ``confidence``, ``bootstrap_resamples``,
+            ``bootstrap_seed``, ``batch_size``, ``top_k``.
+
+    Returns:
+        Per-photo predictions (``path,sample_id,label,predicted,prob_<class>…``), the
+        metrics (accuracy with a cluster-bootstrap CI over physical samples, balanced
+        accuracy, per-class precision/recall/F1, ROC-AUC or top-k) and the confusion
+        matrix figure.
+    """
+    model, metadata = rebuild_classifier(checkpoint)
+    class_names = metadata["class_names"]
+    spec = Preprocessing.from_dict(metadata["preprocessing"])
+    settings = _device_settings(
+        {"device": params.get("device", "auto"), "channels_last": True, "amp": True}
+    )
+    model = model.to(settings.device, memory_format=torch.channels_last)
+    test = split[split["split"] == "test"].reset_index(drop=True)
+    cache = select_image_cache(decoded_images, split, spec)
+    loader = _image_loader(
+        cache,
+        test,
+        class_names,
+        build_eval_transform(preprocessing=spec),
+        {**params, "num_workers": 0},
+        shuffle=False,
+        generator=torch.Generator(),
+        settings=settings,
+    )
+    logits, labels = predict_logits(model, loader, settings)
+    probabilities = torch.softmax(logits, dim=1).numpy()
+    predicted = probabilities.argmax(axis=1)
+    y_true = labels.numpy()
+    metrics = classification_metrics(
+        y_true,
+        predicted,
+        probabilities,
+        class_names,
+        groups=test["sample_id"].to_numpy(),
+        confidence=float(params["confidence"]),
+        n_resamples=int(params["bootstrap_resamples"]),
+        seed=int(params["bootstrap_seed"]),
+        top_k=tuple(params["top_k"]),
+    )
+    predictions = pd.DataFrame(
+        {
+            "path": test["path"],
+            "sample_id": test["sample_id"],
+            "label": test["label"],
+            "predicted": [class_names[i] for i in predicted],
+            **{f"prob_{name}": probabilities[:, i] for i, name in enumerate(class_names)},
+        }
+    )
+    variant = metadata.get("variant", "")
+    title = f"{variant} ({metadata['backbone']}): test accuracy {metrics['accuracy']:.1%}"
+    figure = confusion_matrix_figure(y_true, predicted, class_names, title=title)
+    logger.info(
+        "%s test accuracy %.3f [%.3f, %.3f]",
+        metadata.get("variant"),
+        metrics["accuracy"],
+        metrics["accuracy_ci_low"],
+        metrics["accuracy_ci_high"],
+    )
+    return predictions, {k: float(v) for k, v in metrics.items()}, figure
+
+
+def plot_training_curves(history: pd.DataFrame, summary: Mapping[str, Any]) -> Figure:
+    """Loss and accuracy per epoch for one training run.
+
+    Args:
+        history: ``fit``'s per-epoch history.
+        summary: The training summary (names the variant in the title).
+
+    Returns:
+        The figure.
+    """
+    return training_curves_figure(history, title=f"{summary['variant']}: training curves")
+
+
+def correct_flags(predictions: pd.DataFrame) -> np.ndarray:
+    """Whether each test photo was classified correctly (for paired tests)."""
+    return (predictions["label"] == predictions["predicted"]).to_numpy()

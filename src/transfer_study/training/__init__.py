@@ -1,0 +1,1 @@
+"""Training: data from the decoded-image cache, optimisers by name, train/evaluate loops."""

@@ -1,0 +1,256 @@
+"""Training nodes: freezing, warm-up, cached features, determinism, divergence, checkpoints."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from transfer_study.datasets import TorchDataset
+from transfer_study.models.checkpoint import rebuild_classifier
+from transfer_study.models.factory import create_classifier
+from transfer_study.models.preprocessing import pretrained_preprocessing, scaled_to_input_size
+from transfer_study.pipelines.data_processing.image_cache import image_cache_key
+from transfer_study.pipelines.training.nodes import (
+    embed_images,
+    evaluate_on_test,
+    train_on_features,
+    train_on_images,
+)
+from transfer_study.training.loops import DeviceSettings, TrainingDivergedError, train_one_epoch
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+MODEL = {"backbone": "efficientnet_lite0", "image_size": 32}
+PREPROCESSING = scaled_to_input_size(pretrained_preprocessing("efficientnet_lite0"), 32)
+EVALUATION = {
+    "confidence": 0.95,
+    "bootstrap_resamples": 200,
+    "bootstrap_seed": 0,
+    "batch_size": 16,
+    "top_k": [3],
+    "device": "cpu",
+}
+
+
+def _variant(name: str) -> dict:
+    """The variant's block from conf/base, resolved as Kedro resolves it, made tiny."""
+    raw = yaml.safe_load((REPO_ROOT / "conf/base/parameters_training.yml").read_text())
+    defaults = raw["_training_defaults"]
+    block = {
+        key: defaults[value[len("${_training_defaults.") : -1]]
+        if isinstance(value, str) and value.startswith("${_training_defaults.")
+        else value
+        for key, value in raw[name].items()
+    }
+    return {**block, "epochs": 2, "batch_size": 8, "device": "cpu", "augmentations": []}
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[dict, pd.DataFrame]:
+    """A decoded-image cache and split: two classes told apart by brightness."""
+    generator = torch.Generator().manual_seed(0)
+    size = PREPROCESSING.resize_size
+    rows, images = [], []
+    for i in range(36):
+        label = "bright" if i % 2 else "dark"
+        base = 170 if label == "bright" else 70
+        noise = torch.randint(-40, 40, (3, size, size), generator=generator)
+        images.append((base + noise).clamp(0, 255).to(torch.uint8))
+        split = "train" if i < 20 else "val" if i < 28 else "test"
+        rows.append(
+            {
+                "path": f"{label}/s{i:03d}_a00.jpg",
+                "label": label,
+                "sample_id": f"s{i:03d}",
+                "angle": 0,
+                "split": split,
+                "sha256": f"{i:064d}",
+            }
+        )
+    split_table = pd.DataFrame(rows)
+    cache = {"images": torch.stack(images), "paths": split_table["path"].tolist()}
+    return {image_cache_key(split_table, PREPROCESSING): lambda: cache}, split_table
+
+
+def _materialised(lazy: dict) -> dict:
+    """Runs a node's lazy cache entries, as the cache dataset would on save."""
+    values = {key: make() for key, make in lazy.items()}
+    return {key: (lambda value=value: value) for key, value in values.items()}
+
+
+def _backbone_state(checkpoint: dict) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in checkpoint["state_dict"].items() if k.startswith("backbone.")}
+
+
+def test_frozen_backbone_keeps_weights_and_batchnorm_statistics(data):
+    decoded, split = data
+    params = {**_variant("finetune"), "backbone_frozen_epochs": 5}  # frozen for every epoch
+    pretrained = create_classifier(
+        "efficientnet_lite0", weights="imagenet", num_classes=2
+    ).state_dict()
+    checkpoint, history, _ = train_on_images(decoded, split, PREPROCESSING.to_dict(), MODEL, params)
+    backbone = _backbone_state(checkpoint)
+    assert any("running_mean" in key for key in backbone)
+    for key, tensor in backbone.items():
+        assert torch.equal(tensor, pretrained[key]), key
+    head_key = next(k for k in checkpoint["state_dict"] if k.startswith("head."))
+    assert not torch.equal(checkpoint["state_dict"][head_key], pretrained[head_key])
+    assert history["backbone_frozen"].all()
+
+
+def test_finetune_unfreezes_the_backbone_after_the_warm_up(data):
+    decoded, split = data
+    params = {**_variant("finetune"), "backbone_frozen_epochs": 1, "early_stopping_patience": None}
+    pretrained = create_classifier(
+        "efficientnet_lite0", weights="imagenet", num_classes=2
+    ).state_dict()
+    checkpoint, history, summary = train_on_images(
+        decoded, split, PREPROCESSING.to_dict(), MODEL, params
+    )
+    assert history["backbone_frozen"].tolist() == [True, False]
+    changed = [
+        k for k, v in _backbone_state(checkpoint).items() if not torch.equal(v, pretrained[k])
+    ]
+    if summary["best_epoch"] == 2:
+        assert changed, "the backbone should have trained after the warm-up"
+    assert summary["trainable_params"] == summary["total_params"]
+
+
+def test_frozen_variant_trains_only_the_head(data):
+    decoded, split = data
+    params = _variant("frozen")
+    features = embed_images(decoded, split, PREPROCESSING.to_dict(), MODEL, params)
+    cached = _materialised(features)
+    _, history, summary = train_on_features(cached, split, PREPROCESSING.to_dict(), MODEL, params)
+    assert summary["trainable_params"] == 1280 * 2 + 2
+    assert summary["total_params"] > 3_000_000
+    assert len(history) == 2
+
+
+def test_cached_features_give_the_same_model_as_running_the_frozen_backbone(data):
+    decoded, split = data
+    params = {**_variant("frozen"), "channels_last": False, "num_workers": 0}
+    features = embed_images(decoded, split, PREPROCESSING.to_dict(), MODEL, params)
+    cached = _materialised(features)
+    on_features, history_features, _ = train_on_features(
+        cached, split, PREPROCESSING.to_dict(), MODEL, params
+    )
+    on_images, history_images, _ = train_on_images(
+        decoded,
+        split,
+        PREPROCESSING.to_dict(),
+        MODEL,
+        {**params, "backbone_frozen_epochs": params["epochs"], "backbone_lr_multiplier": 1.0},
+    )
+    for key, tensor in on_features["state_dict"].items():
+        assert torch.allclose(tensor.float(), on_images["state_dict"][key].float(), atol=1e-4), key
+    np.testing.assert_allclose(
+        history_features["val_loss"], history_images["val_loss"], rtol=1e-4, atol=1e-5
+    )
+    predictions_features, _, _ = evaluate_on_test(on_features, decoded, split, EVALUATION)
+    predictions_images, _, _ = evaluate_on_test(on_images, decoded, split, EVALUATION)
+    assert predictions_features["predicted"].tolist() == predictions_images["predicted"].tolist()
+
+
+def test_same_seed_gives_the_same_metrics_and_another_seed_does_not(data):
+    decoded, split = data
+    params = {**_variant("scratch"), "augmentations": [{"name": "RandomHorizontalFlip"}]}
+    first = train_on_images(decoded, split, PREPROCESSING.to_dict(), MODEL, params)
+    again = train_on_images(decoded, split, PREPROCESSING.to_dict(), MODEL, params)
+    other = train_on_images(decoded, split, PREPROCESSING.to_dict(), MODEL, {**params, "seed": 1})
+    columns = ["train_loss", "train_accuracy", "val_loss", "val_accuracy"]
+    pd.testing.assert_frame_equal(first[1][columns], again[1][columns])
+    assert not first[1]["train_loss"].equals(other[1]["train_loss"])
+
+
+def test_a_nan_loss_stops_training_naming_variant_and_epoch():
+    model = torch.nn.Linear(4, 2)
+    with torch.no_grad():
+        model.weight.fill_(float("nan"))
+    loader = [(torch.ones(2, 4), torch.tensor([0, 1]))]
+    settings = DeviceSettings(device=torch.device("cpu"), channels_last=False, amp=False)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(
+        TrainingDivergedError, match=r"'finetune'.*nan in epoch 3.*Lower the learning"
+    ):
+        train_one_epoch(
+            model,
+            torch.nn.CrossEntropyLoss(),
+            optimizer,
+            loader,
+            settings,
+            variant="finetune",
+            epoch=3,
+        )
+
+
+def test_evaluation_reports_metrics_predictions_and_probabilities(data):
+    decoded, split = data
+    checkpoint, _, _ = train_on_images(
+        decoded, split, PREPROCESSING.to_dict(), MODEL, _variant("finetune")
+    )
+    predictions, metrics, figure = evaluate_on_test(checkpoint, decoded, split, EVALUATION)
+    assert list(predictions.columns) == [
+        "path",
+        "sample_id",
+        "label",
+        "predicted",
+        "prob_bright",
+        "prob_dark",
+    ]
+    assert len(predictions) == (split["split"] == "test").sum()
+    np.testing.assert_allclose(
+        predictions[["prob_bright", "prob_dark"]].sum(axis=1), 1.0, atol=1e-5
+    )
+    expected_accuracy = (predictions["label"] == predictions["predicted"]).mean()
+    assert metrics["accuracy"] == pytest.approx(expected_accuracy)
+    assert metrics["accuracy_ci_low"] <= metrics["accuracy"] <= metrics["accuracy_ci_high"]
+    assert {"balanced_accuracy", "macro_f1", "roc_auc", "recall_bright"} <= set(metrics)
+    assert figure.axes
+
+
+def test_checkpoint_round_trips_in_a_fresh_process(data, tmp_path: Path):
+    decoded, split = data
+    checkpoint, _, _ = train_on_images(
+        decoded, split, PREPROCESSING.to_dict(), MODEL, _variant("scratch")
+    )
+    TorchDataset(filepath=str(tmp_path / "model.pt")).save(checkpoint)
+    inputs = torch.randn(3, 3, 32, 32)
+    torch.save(inputs, tmp_path / "inputs.pt")
+    model, metadata = rebuild_classifier(TorchDataset(filepath=str(tmp_path / "model.pt")).load())
+    with torch.inference_mode():
+        expected = model(inputs)
+    script = (
+        "import sys, torch\n"
+        "from transfer_study.models.checkpoint import rebuild_classifier\n"
+        "checkpoint = torch.load(sys.argv[1], weights_only=True)\n"
+        "model, metadata = rebuild_classifier(checkpoint)\n"
+        "with torch.inference_mode():\n"
+        "    torch.save(model(torch.load(sys.argv[2])), sys.argv[3])\n"
+        "print(metadata['class_names'], metadata['preprocessing']['input_size'])\n"
+    )
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            script,
+            str(tmp_path / "model.pt"),
+            str(tmp_path / "inputs.pt"),
+            str(tmp_path / "out.pt"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert "['bright', 'dark'] 32" in completed.stdout
+    assert torch.allclose(torch.load(tmp_path / "out.pt"), expected, atol=1e-5)
+    assert metadata["weights"] == "none"
+    assert set(metadata["versions"]) >= {"torch", "torchvision", "timm"}
