@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from tests.conftest import write_photo_folder
-from tests.kedro_project import TINY_DEMO, make_project, run_pipeline
+from tests.kedro_project import TINY_DEMO, TINY_TRAINING, make_project, run_pipeline
 
 pytestmark = pytest.mark.slow
 
@@ -94,3 +94,64 @@ def test_single_class_folder_fails_after_writing_the_quality_report(project: Pat
         run_pipeline(project, {"raw_images.path": str(photos)}, pipeline_name="data_processing")
     quality = pd.read_csv(project / "data/08_reporting/data_quality.csv")
     assert quality["path"].tolist() == ["cat/broken.jpg"]
+
+
+def test_default_run_trains_three_variants_and_writes_the_comparison(project: Path):
+    run_pipeline(project, TINY_DEMO, pipeline_name="demo_data")
+    run_pipeline(project, {**TINY_DEMO, **TINY_TRAINING})
+    reporting = project / "data/08_reporting"
+
+    comparison = pd.read_csv(reporting / "variant_comparison.csv")
+    assert comparison["variant"].tolist() == ["scratch", "frozen", "finetune"]
+    required = {
+        "variant",
+        "backbone",
+        "accuracy",
+        "accuracy_ci_low",
+        "accuracy_ci_high",
+        "balanced_accuracy",
+        "macro_f1",
+        "train_seconds",
+        "trainable_params",
+        "best_epoch",
+    }
+    assert required <= set(comparison.columns)
+    assert comparison[list(required - {"variant", "backbone"})].notna().all().all()
+    assert (comparison["accuracy_ci_low"] <= comparison["accuracy"]).all()
+    assert (comparison["accuracy"] <= comparison["accuracy_ci_high"]).all()
+    frozen = comparison.set_index("variant").loc["frozen"]
+    assert (
+        frozen["trainable_params"]
+        < comparison.set_index("variant").loc["finetune", "trainable_params"]
+    )
+
+    mcnemar = pd.read_csv(reporting / "variant_mcnemar.csv")
+    assert len(mcnemar) == 3
+    assert mcnemar["p_value"].between(0, 1).all()
+    report = (reporting / "variant_comparison.md").read_text()
+    assert "frozen" in report and "McNemar" in report
+    assert (reporting / "variant_comparison.png").stat().st_size > 0
+
+    split = pd.read_csv(project / "data/05_model_input/split.csv")
+    n_test = (split["split"] == "test").sum()
+    for variant in ("scratch", "frozen", "finetune"):
+        predictions = pd.read_csv(project / f"data/07_model_output/{variant}/test_predictions.csv")
+        assert list(predictions.columns) == [
+            "path",
+            "sample_id",
+            "label",
+            "predicted",
+            "prob_natural",
+            "prob_plastic",
+        ]
+        assert len(predictions) == n_test
+        metrics = json.loads((reporting / variant / "test_metrics.json").read_text())
+        assert metrics["accuracy"] == pytest.approx(
+            comparison.set_index("variant").loc[variant, "accuracy"]
+        )
+        history = pd.read_csv(reporting / variant / "training_history.csv")
+        assert len(history) == 2
+        for figure in ("confusion_matrix.png", "training_curves.png"):
+            assert (reporting / variant / figure).stat().st_size > 0
+        assert (project / f"data/06_models/{variant}/model.pt").stat().st_size > 0
+    assert len(list((project / "data/04_feature/backbone_features").glob("*.pt"))) == 1

@@ -59,6 +59,10 @@ def _device_settings(params: Mapping[str, Any]) -> DeviceSettings:
     )
 
 
+def _memory_format(settings: DeviceSettings) -> torch.memory_format:
+    return torch.channels_last if settings.channels_last else torch.preserve_format
+
+
 def _image_loader(
     cache: dict,
     rows: pd.DataFrame,
@@ -140,10 +144,7 @@ def train_on_images(
         weights=params["weights"],
         num_classes=len(class_names),
         head=params["head"],
-    ).to(
-        settings.device,
-        memory_format=torch.channels_last if settings.channels_last else torch.preserve_format,
-    )
+    ).to(settings.device, memory_format=_memory_format(settings))
     train_transform = build_train_transform(
         preprocessing=spec, augmentations=params["augmentations"] or []
     )
@@ -265,12 +266,13 @@ def embed_images(
 
     def compute() -> dict[str, Any]:
         settings = _device_settings(params)
-        generator = seed_everything(int(params["seed"]))
+        seed_everything(int(params["seed"]))  # augmented views are reproducible
         cache = select_image_cache(decoded_images, split, spec)
+        # Only the backbone is used; the head's size is irrelevant here.
         model = create_classifier(
             model_params["backbone"], weights=params["weights"], num_classes=2
         )
-        backbone = model.backbone.to(settings.device, memory_format=torch.channels_last)
+        backbone = model.backbone.to(settings.device, memory_format=_memory_format(settings))
         paths = split["path"].tolist()
         images = cache["images"][rows_in_cache(cache, paths)]
         features = _embed(
@@ -289,7 +291,6 @@ def embed_images(
             transform = build_train_transform(
                 preprocessing=spec, augmentations=params["augmentations"] or []
             )
-            torch.manual_seed(int(generator.initial_seed()))
             augmented = torch.stack(
                 [
                     _embed(
