@@ -27,16 +27,23 @@ BUDGETS_SECONDS = {"setup_and_run": 600, "kedro run": 180, "tests": 900}
 def _timed(label: str, command: list[str], cwd: Path, env: dict[str, str]) -> float:
     print(f"→ {label}: {' '.join(command)}", flush=True)
     started = time.perf_counter()
-    completed = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    completed = subprocess.run(
+        command, cwd=cwd, env=env, capture_output=True, text=True, check=False
+    )
     seconds = time.perf_counter() - started
     if completed.returncode != 0:
-        sys.exit(f"{label} failed ({completed.returncode}):\n{completed.stdout[-4000:]}\n{completed.stderr[-4000:]}")
+        output = f"{completed.stdout[-4000:]}\n{completed.stderr[-4000:]}"
+        sys.exit(f"{label} failed ({completed.returncode}):\n{output}")
     return seconds
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--skip-tests", action="store_true", help="time only the set-up-and-run command")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--skip-tests", action="store_true", help="time only the set-up-and-run command"
+    )
     args = parser.parse_args()
 
     env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "1"}
@@ -51,11 +58,15 @@ def main() -> None:
             "kedro run": _timed("kedro run", [kedro, "run"], clone, env),
         }
         seconds["setup_and_run"] = sum(seconds.values())
+        comparison = (clone / "data/08_reporting/variant_comparison.csv").read_text()
         if not args.skip_tests:
             python = str(clone / ".venv" / "bin" / "python")
             seconds["tests"] = _timed("tests", [python, "-m", "pytest", "-q"], clone, env)
 
-    print(f"\nmachine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    print(f"\nvariant comparison of that run:\n{comparison}")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    )
     print(f"{'phase':<15}{'seconds':>10}{'budget':>10}  verdict")
     for phase, value in seconds.items():
         budget = BUDGETS_SECONDS.get(phase)
