@@ -109,6 +109,28 @@ def _summary(
     }
 
 
+def _trained_outputs(
+    model: Classifier,
+    result: FitResult,
+    params: Mapping[str, Any],
+    model_params: Mapping[str, Any],
+    class_names: list[str],
+    spec: Preprocessing,
+) -> tuple[dict[str, Any], pd.DataFrame, dict[str, Any]]:
+    """The checkpoint, history and summary every training node returns."""
+    summary = _summary(model, result, params["name"], params)
+    checkpoint = make_checkpoint(
+        model.cpu(),
+        backbone=model_params["backbone"],
+        weights=params["weights"],
+        head=params["head"],
+        class_names=class_names,
+        preprocessing=spec,
+        extra={"variant": params["name"], **summary},
+    )
+    return checkpoint, result.history, summary
+
+
 def _log_parameter_counts(model: nn.Module, variant: str) -> None:
     trainable, total = count_parameters(model)
     logger.info("%s: %s of %s parameters are trainable.", variant, f"{trainable:,}", f"{total:,}")
@@ -190,17 +212,7 @@ def train_on_images(
         variant=variant,
     )
     set_backbone_trainable(model, True)
-    summary = _summary(model, result, variant, params)
-    checkpoint = make_checkpoint(
-        model.cpu(),
-        backbone=model_params["backbone"],
-        weights=params["weights"],
-        head=params["head"],
-        class_names=class_names,
-        preprocessing=spec,
-        extra={"variant": variant, **summary},
-    )
-    return checkpoint, result.history, summary
+    return _trained_outputs(model, result, params, model_params, class_names, spec)
 
 
 def _features_key(image_key: str, backbone: str, params: Mapping[str, Any]) -> str:
@@ -410,17 +422,7 @@ def train_on_features(
         variant=variant,
         on_epoch_start=train_set.set_epoch if isinstance(train_set, _EpochViews) else None,
     )
-    summary = _summary(model, result, variant, params)
-    checkpoint = make_checkpoint(
-        model.cpu(),
-        backbone=model_params["backbone"],
-        weights=params["weights"],
-        head=params["head"],
-        class_names=class_names,
-        preprocessing=spec,
-        extra={"variant": variant, **summary},
-    )
-    return checkpoint, result.history, summary
+    return _trained_outputs(model, result, params, model_params, class_names, spec)
 
 
 def evaluate_on_test(
