@@ -10,4 +10,12 @@ CONFIG_LOADER_ARGS = {
     # Kedro allows environment variables only in credentials by default; mlflow.yml reads
     # MLFLOW_TRACKING_URI so a tracking server can be chosen without editing files.
     "custom_resolvers": {"oc.env": oc.env},
+    # An environment (conf/full) overrides single parameters, not whole blocks.
+    "merge_strategy": {"parameters": "soft"},
 }
+
+from transfer_study.hooks import ChildRunHook  # noqa: E402
+
+# kedro-mlflow (an installed plugin) opens one run per `kedro run`; this hook adds a
+# nested run per training. See docs/architecture.md, "Tracking".
+HOOKS = (ChildRunHook(),)

@@ -90,15 +90,44 @@ def _criterion(params: Mapping[str, Any]) -> nn.Module:
     return nn.CrossEntropyLoss(label_smoothing=float(params["label_smoothing"]))
 
 
+def training_data_profile(split: pd.DataFrame) -> dict[str, Any]:
+    """How much training data a run had, and a fingerprint of the whole split.
+
+    Args:
+        split: The split table the run trained on.
+
+    Returns:
+        ``n_samples`` (physical training samples), ``n_angles`` (most photos of one
+        training sample), ``n_images`` (training photos) and ``split_fingerprint`` (a
+        hash of every photo's path, sample and split, so two runs on the same split and
+        subset share it).
+    """
+    train = split[split["split"] == "train"]
+    rows = split[["path", "sample_id", "split"]].astype(str).sort_values("path")
+    digest = hashlib.sha256(rows.to_csv(index=False).encode()).hexdigest()[:16]
+    return {
+        "n_samples": int(train["sample_id"].nunique()),
+        "n_angles": int(train.groupby("sample_id").size().max()) if len(train) else 0,
+        "n_images": len(train),
+        "split_fingerprint": digest,
+    }
+
+
 def _summary(
-    model: Classifier, result: FitResult, variant: str, params: Mapping[str, Any]
+    model: Classifier,
+    result: FitResult,
+    split: pd.DataFrame,
+    params: Mapping[str, Any],
+    model_params: Mapping[str, Any],
 ) -> dict[str, Any]:
     trainable, total = count_parameters(model)
     best = result.history.loc[result.history["epoch"] == result.best_epoch].iloc[0]
     return {
-        "variant": variant,
+        "variant": params["name"],
+        "backbone": model_params["backbone"],
         "weights": params["weights"],
         "seed": int(params["seed"]),
+        **training_data_profile(split),
         "train_seconds": round(result.seconds, 2),
         "epochs_run": len(result.history),
         "best_epoch": int(result.best_epoch),
@@ -106,19 +135,21 @@ def _summary(
         "stopped_early": bool(result.stopped_early),
         "trainable_params": trainable,
         "total_params": total,
+        "parameters": {"model": dict(model_params), "training": dict(params)},
     }
 
 
 def _trained_outputs(
     model: Classifier,
     result: FitResult,
+    split: pd.DataFrame,
     params: Mapping[str, Any],
     model_params: Mapping[str, Any],
     class_names: list[str],
     spec: Preprocessing,
 ) -> tuple[dict[str, Any], pd.DataFrame, dict[str, Any]]:
     """The checkpoint, history and summary every training node returns."""
-    summary = _summary(model, result, params["name"], params)
+    summary = _summary(model, result, split, params, model_params)
     checkpoint = make_checkpoint(
         model.cpu(),
         backbone=model_params["backbone"],
@@ -126,7 +157,7 @@ def _trained_outputs(
         head=params["head"],
         class_names=class_names,
         preprocessing=spec,
-        extra={"variant": params["name"], **summary},
+        extra={k: v for k, v in summary.items() if k != "parameters"},
     )
     return checkpoint, result.history, summary
 
@@ -212,7 +243,7 @@ def train_on_images(
         variant=variant,
     )
     set_backbone_trainable(model, True)
-    return _trained_outputs(model, result, params, model_params, class_names, spec)
+    return _trained_outputs(model, result, split, params, model_params, class_names, spec)
 
 
 def _features_key(image_key: str, backbone: str, params: Mapping[str, Any]) -> str:
@@ -422,7 +453,7 @@ def train_on_features(
         variant=variant,
         on_epoch_start=train_set.set_epoch if isinstance(train_set, _EpochViews) else None,
     )
-    return _trained_outputs(model, result, params, model_params, class_names, spec)
+    return _trained_outputs(model, result, split, params, model_params, class_names, spec)
 
 
 def evaluate_on_test(

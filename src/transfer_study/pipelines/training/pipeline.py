@@ -19,12 +19,16 @@ VARIANTS: dict[str, str] = {"scratch": "images", "frozen": "features", "finetune
 _SHARED_INPUTS = {"decoded_images", "split", "preprocessing"}
 
 
-def variant_template(train: Callable, training_data: str) -> Pipeline:
+def variant_template(
+    train: Callable, training_data: str, training_parameters: str = "params:training"
+) -> Pipeline:
     """Train, evaluate and plot one variant; namespaced by the caller.
 
     Args:
         train: ``train_on_images`` or ``train_on_features``.
         training_data: The dataset ``train`` reads (``decoded_images`` or ``backbone_features``).
+        training_parameters: The variant's settings: a parameter block, or a dataset made
+            by an earlier node (an ablation cell's block with the cell's seed).
 
     Returns:
         The un-namespaced template pipeline.
@@ -33,7 +37,13 @@ def variant_template(train: Callable, training_data: str) -> Pipeline:
         [
             Node(
                 func=train,
-                inputs=[training_data, "split", "preprocessing", "params:model", "params:training"],
+                inputs=[
+                    training_data,
+                    "split",
+                    "preprocessing",
+                    "params:model",
+                    training_parameters,
+                ],
                 outputs=["model", "training_history", "training_summary"],
                 name="train_node",
             ),
@@ -53,33 +63,31 @@ def variant_template(train: Callable, training_data: str) -> Pipeline:
     )
 
 
-def variant_pipeline(
-    variant: str, kind: str, *, namespace: str | None = None, parameters: str | None = None
-) -> Pipeline:
-    """The template for ``variant`` under ``namespace`` with its own parameter block.
+def training_node_and_data(variant: str) -> tuple[Callable, str]:
+    """The training function of ``variant`` and the dataset it trains on."""
+    if VARIANTS[variant] == "features":
+        return train_on_features, "backbone_features"
+    return train_on_images, "decoded_images"
+
+
+def variant_pipeline(variant: str) -> Pipeline:
+    """The template for ``variant`` under its own namespace and parameter block.
 
     Args:
         variant: ``scratch``, ``frozen`` or ``finetune``.
-        kind: ``images`` or ``features`` (see ``VARIANTS``).
-        namespace: Namespace of its datasets and nodes; the variant name by default.
-        parameters: Parameter key of its settings; the variant name by default.
 
     Returns:
         The namespaced pipeline.
     """
-    train, data = (
-        (train_on_features, "backbone_features")
-        if kind == "features"
-        else (train_on_images, "decoded_images")
-    )
+    train, data = training_node_and_data(variant)
     return Pipeline(
         variant_template(train, data),
-        namespace=namespace or variant,
+        namespace=variant,
         inputs=_SHARED_INPUTS | {data},
         parameters={
             "params:model": "params:model",
             "params:evaluation": "params:evaluation",
-            "params:training": f"params:{parameters or variant}",
+            "params:training": f"params:{variant}",
         },
     )
 
@@ -90,7 +98,12 @@ def create_pipeline(**kwargs) -> Pipeline:
     Returns:
         The pipeline.
     """
-    embedding = Pipeline(
+    return embedding_pipeline() + sum(map(variant_pipeline, VARIANTS), Pipeline([]))
+
+
+def embedding_pipeline() -> Pipeline:
+    """Embeds every photo once with the frozen backbone, for every frozen run and cell."""
+    return Pipeline(
         [
             Node(
                 func=embed_images,
@@ -105,7 +118,4 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="embed_images_node",
             )
         ]
-    )
-    return embedding + sum(
-        (variant_pipeline(v, kind) for v, kind in VARIANTS.items()), Pipeline([])
     )

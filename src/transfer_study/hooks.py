@@ -1,0 +1,278 @@
+"""One MLflow child run per training, under kedro-mlflow's run for the whole ``kedro run``.
+
+kedro-mlflow opens a single run per ``kedro run`` and logs the ``params:`` inputs to it.
+A study holds several trainings (three variants, and one per cell × seed in the
+data-size ablation), and each must be its own run to be compared in the MLflow UI.
+
+Design:
+
+* A training is a *namespace* (``scratch``, ``ablation.frozen_n100_a2_s0`` …). The first
+  node that runs in a namespace creates its child run; nodes outside any namespace
+  belong to the parent run.
+* What a dataset contributes to a run is declared in the catalog, in the dataset's
+  ``metadata.mlflow`` (``artifact``, ``metrics``, ``history``, ``summary`` or ``model``),
+  so nodes never call MLflow and adding a logged output is a catalog edit.
+* Every call goes through ``MlflowClient`` with an explicit run id, never through
+  MLflow's thread-local "active run": nodes may run in other threads or processes,
+  and a run id cannot be confused with another namespace's run.
+* A child run ends FINISHED when its last node has run, FAILED when one of its
+  nodes raises, and KILLED when the pipeline stops before it could finish.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pandas as pd
+from kedro.framework.hooks import hook_impl
+from kedro.io import DataCatalog
+from kedro.pipeline import Node, Pipeline
+from matplotlib.figure import Figure
+from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.utils.git_utils import get_git_commit
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
+
+from transfer_study.tracking import log_trained_model
+
+logger = logging.getLogger(__name__)
+
+_MAX_PARAM_LENGTH = 6000  # MLflow's limit on a parameter value
+_BATCH = 1000  # MLflow's limit on metrics per log_batch call
+FINISHED, FAILED, KILLED = (
+    RunStatus.to_string(s) for s in (RunStatus.FINISHED, RunStatus.FAILED, RunStatus.KILLED)
+)
+
+
+def _namespace(name: str) -> str | None:
+    """``"scratch.model"`` → ``"scratch"``; a dataset outside any namespace → None."""
+    return name.rpartition(".")[0] or None
+
+
+def flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` → ``{"a.b": 1}``; lists stay whole."""
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def _chunks(items: list, size: int) -> Iterable[list]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class ChildRunHook:
+    """Creates, fills and closes one nested MLflow run per namespaced training."""
+
+    def __init__(self) -> None:
+        self._parent_run_id: str | None = None
+        self._child_runs: dict[str, str] = {}
+        self._pending_nodes: dict[str, set[str]] = {}
+        self._unsaved_outputs: dict[str, set[str]] = {}
+        self._base_tags: dict[str, str] = {}
+        self._catalog: DataCatalog | None = None
+
+    # ------------------------------------------------------------------ pipeline
+    @hook_impl(trylast=True)  # after kedro-mlflow's hook has opened the parent run
+    def before_pipeline_run(
+        self, run_params: dict[str, Any], pipeline: Pipeline, catalog: DataCatalog
+    ) -> None:
+        """Remembers the parent run and which nodes each namespace still has to run."""
+        active = mlflow.active_run()
+        self._parent_run_id = active.info.run_id if active else None
+        self._child_runs.clear()
+        self._catalog = catalog
+        self._pending_nodes, self._unsaved_outputs = {}, {}
+        for node in pipeline.nodes:
+            if node.namespace:
+                self._pending_nodes.setdefault(node.namespace, set()).add(node.name)
+        names = run_params.get("pipeline_names") or [run_params.get("pipeline_name")]
+        pipeline_name = "+".join(n for n in names if n) or "__default__"
+        commit = get_git_commit(run_params.get("project_path") or ".")
+        self._base_tags = {"pipeline": pipeline_name, **({"git_commit": commit} if commit else {})}
+        if self._parent_run_id:
+            self._client.set_tag(self._parent_run_id, "pipeline", pipeline_name)
+
+    @hook_impl(trylast=True)  # after kedro-mlflow has ended the parent run
+    def after_pipeline_run(self) -> None:
+        """Ends children whose namespace was only partly run (e.g. outputs already there)."""
+        self._close(FINISHED)
+
+    @hook_impl(trylast=True)
+    def on_pipeline_error(self) -> None:
+        """Marks children that could not finish as KILLED; failed ones are already FAILED."""
+        self._close(KILLED)
+
+    def _close(self, unfinished_status: str) -> None:
+        for namespace in list(self._child_runs):
+            self._end(namespace, unfinished_status)
+        # kedro-mlflow 2.0.3 ends the parent run in the store but can leave it on this
+        # thread's active-run stack, where the next KedroSession in the same process
+        # (a notebook, a test) would log into it. Pop it, keeping the stored status.
+        while (active := mlflow.active_run()) and active.info.run_id == self._parent_run_id:
+            status = self._client.get_run(self._parent_run_id).info.status
+            mlflow.end_run(status if status != "RUNNING" else FINISHED)
+        self._parent_run_id = None
+
+    # ------------------------------------------------------------------ nodes
+    @hook_impl
+    def before_node_run(self, node: Node) -> None:
+        """Opens the namespace's child run at its first node."""
+        if self._parent_run_id and node.namespace and node.namespace not in self._child_runs:
+            self._start(node.namespace)
+
+    @hook_impl
+    def after_node_run(self, node: Node) -> None:
+        """A node is done once its outputs are saved (Kedro saves them after this hook)."""
+        if node.outputs:
+            self._unsaved_outputs[node.name] = set(node.outputs)
+        else:
+            self._node_done(node)
+
+    def _node_done(self, node: Node) -> None:
+        """Ends the child run once every node of its namespace is done."""
+        pending = self._pending_nodes.get(node.namespace or "")
+        if pending is None:
+            return
+        pending.discard(node.name)
+        if not pending:
+            self._end(node.namespace, FINISHED)
+
+    @hook_impl
+    def on_node_error(self, error: Exception, node: Node) -> None:
+        """Marks the failing node's child run FAILED, with the error as a tag."""
+        run_id = self._child_runs.get(node.namespace or "")
+        if run_id:
+            self._client.set_tag(
+                run_id, "error", f"{node.name}: {type(error).__name__}: {error}"[:5000]
+            )
+            self._end(node.namespace, FAILED)
+
+    # ------------------------------------------------------------------ datasets
+    @hook_impl
+    def after_dataset_saved(self, dataset_name: str, data: Any, node: Node) -> None:
+        """Logs a saved dataset to its run, as its catalog ``metadata.mlflow`` says."""
+        self._log_dataset(dataset_name, data)
+        unsaved = self._unsaved_outputs.get(node.name)
+        if unsaved is not None:
+            unsaved.discard(dataset_name)
+            if not unsaved:
+                del self._unsaved_outputs[node.name]
+                self._node_done(node)
+
+    def _log_dataset(self, dataset_name: str, data: Any) -> None:
+        spec = self._logging_spec(dataset_name)
+        run_id = self._run_for(dataset_name)
+        if not spec or not run_id:
+            return
+        kind, options = next(iter(spec.items()))
+        handler = getattr(self, f"_log_{kind}", None)
+        if handler is None:
+            raise ValueError(
+                f"Catalog entry '{dataset_name}': unknown metadata.mlflow key '{kind}' "
+                "(use artifact, metrics, history, summary or model)."
+            )
+        handler(run_id, data, options or {}, dataset_name)
+
+    def _logging_spec(self, dataset_name: str) -> Mapping[str, Any] | None:
+        if self._catalog is None or self._parent_run_id is None:
+            return None
+        metadata = getattr(self._catalog.get(dataset_name), "metadata", None) or {}
+        return metadata.get("mlflow")
+
+    def _run_for(self, dataset_name: str) -> str | None:
+        namespace = _namespace(dataset_name)
+        if namespace is None:
+            return self._parent_run_id
+        return self._child_runs.get(namespace)
+
+    def _log_artifact(self, run_id: str, data: Any, options: Mapping, name: str) -> None:
+        file_name = options.get("file", name.rpartition(".")[2])
+        if isinstance(data, Figure):
+            self._client.log_figure(run_id, data, file_name)
+        elif isinstance(data, pd.DataFrame):
+            self._client.log_text(run_id, data.to_csv(index=False), file_name)
+        elif isinstance(data, str):
+            self._client.log_text(run_id, data, file_name)
+        else:
+            self._client.log_text(run_id, json.dumps(data, indent=2, default=str), file_name)
+
+    def _log_metrics(self, run_id: str, data: Mapping, options: Mapping, name: str) -> None:
+        prefix = options.get("prefix", "")
+        metrics = [
+            Metric(f"{prefix}{key}", float(value), _now_ms(), 0)
+            for key, value in flatten(data).items()
+            if isinstance(value, (int, float)) and not isinstance(value, bool)
+        ]
+        for chunk in _chunks(metrics, _BATCH):
+            self._client.log_batch(run_id, metrics=chunk)
+
+    def _log_history(self, run_id: str, data: pd.DataFrame, options: Mapping, name: str) -> None:
+        step_column = options.get("step", "epoch")
+        columns = [c for c in data.select_dtypes("number").columns if c != step_column]
+        timestamp = _now_ms()
+        metrics = [
+            Metric(column, float(row[column]), timestamp, int(row[step_column]))
+            for _, row in data.iterrows()
+            for column in columns
+        ]
+        for chunk in _chunks(metrics, _BATCH):
+            self._client.log_batch(run_id, metrics=chunk)
+
+    def _log_summary(self, run_id: str, data: Mapping, options: Mapping, name: str) -> None:
+        tags = [RunTag(key, str(data[key])) for key in options.get("tags", []) if key in data]
+        params = [
+            Param(key, str(value)[:_MAX_PARAM_LENGTH])
+            for key, value in flatten(data.get("parameters", {})).items()
+        ]
+        for chunk in _chunks(params, 100):  # MLflow's limit on params per batch
+            self._client.log_batch(run_id, params=chunk)
+        self._client.log_batch(run_id, tags=tags)
+        self._log_artifact(
+            run_id, data, {"file": options.get("file", "training_summary.json")}, name
+        )
+
+    def _log_model(self, run_id: str, data: Mapping, options: Mapping, name: str) -> None:
+        with tempfile.TemporaryDirectory() as folder:
+            log_trained_model(run_id, data, Path(folder), **options)
+
+    # ------------------------------------------------------------------ runs
+    @property
+    def _client(self) -> mlflow.MlflowClient:
+        return mlflow.MlflowClient()
+
+    def _start(self, namespace: str) -> None:
+        parent = self._client.get_run(self._parent_run_id)
+        run = self._client.create_run(
+            parent.info.experiment_id,
+            run_name=namespace,
+            tags={
+                MLFLOW_PARENT_RUN_ID: self._parent_run_id,
+                MLFLOW_RUN_NAME: namespace,
+                "namespace": namespace,
+                **self._base_tags,
+            },
+        )
+        self._child_runs[namespace] = run.info.run_id
+        logger.info("MLflow child run '%s' (%s) started.", namespace, run.info.run_id)
+
+    def _end(self, namespace: str, status: str) -> None:
+        run_id = self._child_runs.pop(namespace, None)
+        self._pending_nodes.pop(namespace, None)
+        if run_id:
+            self._client.set_terminated(run_id, status)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)

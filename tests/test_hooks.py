@@ -1,0 +1,135 @@
+"""ChildRunHook's run life cycle, driven by Kedro's real runner on toy pipelines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+from kedro.framework.hooks.manager import _create_hook_manager
+from kedro.io import DataCatalog, MemoryDataset
+from kedro.pipeline import Node, Pipeline
+from kedro.runner import SequentialRunner
+
+from transfer_study.hooks import ChildRunHook
+
+
+def _identity(value):
+    return value
+
+
+def _history(value):
+    return pd.DataFrame({"epoch": [1, 2, 3], "val_accuracy": [0.5, 0.6, 0.7]})
+
+
+def _fail(value):
+    raise RuntimeError("boom")
+
+
+@pytest.fixture
+def tracking(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = mlflow.set_experiment("hooks")
+    parent = mlflow.start_run(run_name="parent")
+    yield mlflow.MlflowClient(), parent.info.run_id, experiment.experiment_id
+    while mlflow.active_run():
+        mlflow.end_run()
+
+
+def _catalog() -> DataCatalog:
+    logged = {"mlflow": {"metrics": {"prefix": "test_"}}}
+    return DataCatalog(
+        {
+            "start": MemoryDataset(1),
+            "good.metrics": MemoryDataset(metadata=logged),
+            "good.history": MemoryDataset(metadata={"mlflow": {"history": {}}}),
+            "late.first": MemoryDataset(),
+            "late.second": MemoryDataset(),
+            "bad.out": MemoryDataset(),
+        }
+    )
+
+
+def _pipeline() -> Pipeline:
+    good = Pipeline(
+        [
+            Node(lambda v: {"accuracy": 0.9}, "start", "good.metrics", name="evaluate", namespace="good"),
+            Node(_history, "good.metrics", "good.history", name="history", namespace="good"),
+        ]
+    )
+    bad = Pipeline([Node(_fail, "good.history", "bad.out", name="train", namespace="bad")])
+    # "late" starts before "bad" fails but its second node needs "bad"'s output.
+    late = Pipeline(
+        [
+            Node(_identity, "start", "late.first", name="first", namespace="late"),
+            Node(
+                lambda a, b: a,
+                ["late.first", "bad.out"],
+                "late.second",
+                name="second",
+                namespace="late",
+            ),
+        ]
+    )
+    return good + bad + late
+
+
+def _run(hook: ChildRunHook, pipeline: Pipeline, catalog: DataCatalog) -> None:
+    manager = _create_hook_manager()
+    manager.register(hook)
+    hook.before_pipeline_run(
+        run_params={"pipeline_names": ["toy"], "project_path": "."},
+        pipeline=pipeline,
+        catalog=catalog,
+    )
+    try:
+        SequentialRunner().run(pipeline, catalog, manager)
+    except RuntimeError:
+        hook.on_pipeline_error()
+        raise
+    hook.after_pipeline_run()
+
+
+def _children(client, experiment_id: str, parent_id: str) -> dict:
+    runs = client.search_runs([experiment_id], f"tags.mlflow.parentRunId = '{parent_id}'")
+    return {run.info.run_name: run for run in runs}
+
+
+def test_finished_failed_and_interrupted_trainings_get_their_own_status(tracking):
+    client, parent_id, experiment_id = tracking
+    with pytest.raises(RuntimeError, match="boom"):
+        _run(ChildRunHook(), _pipeline(), _catalog())
+    children = _children(client, experiment_id, parent_id)
+    assert children["good"].info.status == "FINISHED"
+    assert children["bad"].info.status == "FAILED"
+    assert children["bad"].data.tags["error"] == "bad.train: RuntimeError: boom"
+    assert children["late"].info.status == "KILLED"
+    assert children["good"].data.metrics["test_accuracy"] == 0.9
+    history = client.get_metric_history(children["good"].info.run_id, "val_accuracy")
+    assert [(p.step, p.value) for p in history] == [(1, 0.5), (2, 0.6), (3, 0.7)]
+    assert children["good"].data.tags["pipeline"] == "toy"
+
+
+def test_a_child_run_ends_only_after_its_last_output_is_logged(tracking):
+    client, parent_id, experiment_id = tracking
+    pipeline = _pipeline().only_nodes_with_namespaces(["good"])
+    _run(ChildRunHook(), pipeline, _catalog())
+    (good,) = _children(client, experiment_id, parent_id).values()
+    assert good.info.status == "FINISHED"
+    assert len(client.get_metric_history(good.info.run_id, "val_accuracy")) == 3
+
+
+def test_unknown_logging_kind_in_the_catalog_is_refused(tracking):
+    catalog = _catalog()
+    catalog["good.metrics"] = MemoryDataset(metadata={"mlflow": {"figure": {}}})
+    with pytest.raises(ValueError, match="unknown metadata.mlflow key 'figure'"):
+        _run(ChildRunHook(), _pipeline().only_nodes_with_namespaces(["good"]), catalog)
+
+
+def test_without_a_parent_run_nothing_is_logged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    _run(ChildRunHook(), _pipeline().only_nodes_with_namespaces(["good"]), _catalog())
+    assert mlflow.search_runs(search_all_experiments=True).empty
