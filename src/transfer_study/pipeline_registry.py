@@ -4,7 +4,7 @@ from kedro.framework.project import find_pipelines
 from kedro.pipeline import Pipeline
 
 # Pipelines that a plain `kedro run` leaves out: they are run by name.
-_RUN_BY_NAME_ONLY = ("demo_data",)
+_RUN_BY_NAME_ONLY = ("demo_data", "data_size_ablation", "inference")
 
 
 def register_pipelines() -> dict[str, Pipeline]:
@@ -12,7 +12,8 @@ def register_pipelines() -> dict[str, Pipeline]:
 
     Returns:
         A mapping from pipeline names to ``Pipeline`` objects. ``__default__`` is the
-        study; the demo-data generator is only run by name.
+        study; the demo-data generator, the data-size ablation and inference are only
+        run by name.
     """
     pipelines = find_pipelines(raise_errors=True)
     pipelines["__default__"] = sum(

@@ -1,0 +1,155 @@
+"""The data-size ablation: one namespaced training per (variant, samples, angles, seed).
+
+A cell is the study's variant template (``training.variant_template``) plus a node that
+picks the cell's nested training subset and one that condenses its result, under the
+namespace ``ablation.<variant>.n<samples>_a<angles>_s<seed>``. ``kedro viz`` shows the
+cells grouped by variant; ``--namespaces=<cell>`` runs one; a cell whose result file
+exists is skipped by ``--only-missing-outputs``.
+
+Kedro builds pipelines before it loads parameters, so the grid that shapes the pipeline
+is read here from the configuration files (``conf/base`` + ``conf/local``, or the
+environment named by ``KEDRO_ENV``). The first node checks that the parameters of the
+run describe the same grid, so a grid changed only with ``--params`` or ``--env`` is
+refused with what to do instead of silently running another grid.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import partial, update_wrapper
+from pathlib import Path
+from typing import Any
+
+from kedro.framework.project import settings
+from kedro.pipeline import Node, Pipeline
+
+from transfer_study.pipelines.data_processing import create_pipeline as data_processing
+from transfer_study.pipelines.training.pipeline import (
+    VARIANTS,
+    embedding_pipeline,
+    training_node_and_data,
+    variant_template,
+)
+
+from .nodes import (
+    cell_training_parameters,
+    check_ablation_grid,
+    grid_cells,
+    select_training_subset,
+    summarise_cell,
+)
+from .reporting import report_ablation
+
+PARAMETERS_KEY = "data_size_ablation"
+
+
+def cell_name(variant: str, cell: dict[str, Any]) -> str:
+    """``frozen`` + ``{n_samples: 30, n_angles: 2, seed: 0}`` → ``frozen.n30_a2_s0``."""
+    return f"{variant}.n{cell['n_samples']}_a{cell['n_angles']}_s{cell['seed']}"
+
+
+def configured_grid() -> dict[str, Any]:
+    """The ablation's parameters as the configuration files give them."""
+    loader = settings.CONFIG_LOADER_CLASS(
+        conf_source=str(Path.cwd() / settings.CONF_SOURCE),
+        env=os.environ.get("KEDRO_ENV"),
+        **settings.CONFIG_LOADER_ARGS,
+    )
+    return loader["parameters"][PARAMETERS_KEY]
+
+
+def _bound(func, name: str, **values: Any):
+    """``func`` with ``values`` fixed, named for Kedro and kedro viz."""
+    bound = update_wrapper(partial(func, **values), func)
+    bound.__name__ = name
+    return bound
+
+
+def _cell_pipeline(variant: str, cell: dict[str, Any]) -> Pipeline:
+    train, data = training_node_and_data(variant)
+    cell_nodes = Pipeline(
+        [
+            Node(
+                func=_bound(select_training_subset, "select_training_subset", cell=cell),
+                inputs="study_split",
+                outputs="split",
+                name="select_training_subset_node",
+            ),
+            Node(
+                func=_bound(cell_training_parameters, "cell_training_parameters", cell=cell),
+                inputs=["params:training", "params:ablation"],
+                outputs="training_parameters",
+                name="cell_training_parameters_node",
+            ),
+            Node(
+                func=_bound(summarise_cell, "summarise_cell", cell={**cell, "variant": variant}),
+                inputs={
+                    "training_summary": "training_summary",
+                    "test_metrics": "test_metrics",
+                    "test_predictions": "test_predictions",
+                    "subset": "split",
+                },
+                outputs="result",
+                name="summarise_cell_node",
+            ),
+        ]
+    )
+    return Pipeline(
+        cell_nodes + variant_template(train, data, training_parameters="training_parameters"),
+        namespace=f"ablation.{cell_name(variant, cell)}",
+        inputs={
+            "study_split": "ablation_split",
+            **{shared: shared for shared in ("decoded_images", "preprocessing", data)},
+        },
+        parameters={
+            "params:model": "params:model",
+            "params:evaluation": "params:evaluation",
+            "params:training": f"params:{variant}",
+            "params:ablation": f"params:{PARAMETERS_KEY}",
+        },
+    )
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    """Creates the ablation: data processing, the shared embedding, the cells and the report.
+
+    Returns:
+        The pipeline.
+    """
+    grid = configured_grid()
+    unknown = sorted(set(grid["variants"]) - set(VARIANTS))
+    if unknown:
+        raise ValueError(
+            f"{PARAMETERS_KEY}.variants: unknown {unknown}; choose from {sorted(VARIANTS)}."
+        )
+    cells = [(variant, cell) for variant in grid["variants"] for cell in grid_cells(grid)]
+    check = Node(
+        func=_bound(check_ablation_grid, "check_ablation_grid", pipeline_grid=grid),
+        inputs=["split", f"params:{PARAMETERS_KEY}"],
+        outputs="ablation_split",
+        name="check_ablation_grid_node",
+    )
+    report = Node(
+        func=report_ablation,
+        inputs=[
+            f"params:{PARAMETERS_KEY}",
+            *(f"ablation.{cell_name(variant, cell)}.result" for variant, cell in cells),
+        ],
+        outputs=[
+            "ablation_per_seed",
+            "ablation_learning_curve",
+            "ablation_recommendation",
+            "ablation_report",
+            "ablation_learning_curve_plot",
+            "ablation_heatmap",
+        ],
+        name="report_ablation_node",
+    )
+    needs_features = any(VARIANTS[variant] == "features" for variant in grid["variants"])
+    shared = data_processing() + (embedding_pipeline() if needs_features else Pipeline([]))
+    return (
+        shared
+        + Pipeline([check])
+        + sum((_cell_pipeline(variant, cell) for variant, cell in cells), Pipeline([]))
+        + Pipeline([report])
+    )

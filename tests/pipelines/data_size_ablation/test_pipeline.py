@@ -1,0 +1,159 @@
+"""`kedro run --pipeline=data_size_ablation` end to end on tiny generated data."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+
+from tests.kedro_project import TINY_DEMO, TINY_TRAINING, make_project, run_pipeline
+
+pytestmark = pytest.mark.slow
+
+# 2 sample counts × 2 angle counts × 1 variant × 1 seed; the tiny demo split has 14
+# training samples with 2 angles each.
+GRID = """
+data_size_ablation:
+  n_samples: [4, 8]
+  n_angles: [1, 2]
+  variants: [frozen]
+  seeds: [0]
+"""
+CELLS = ("n4_a1_s0", "n4_a2_s0", "n8_a1_s0", "n8_a2_s0")
+REPORTS = (
+    "learning_curve.csv",
+    "per_seed.csv",
+    "learning_curve.png",
+    "heatmap.png",
+    "recommendation.md",
+    "recommendation.json",
+)
+
+
+def _write_grid(root: Path, grid: str = GRID) -> None:
+    (root / "conf/local/parameters_data_size_ablation.yml").write_text(grid)
+
+
+@pytest.fixture(scope="module")
+def ablation(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = make_project(tmp_path_factory.mktemp("ablation") / "project")
+    _write_grid(root)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root)
+        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
+        patch.setenv("KEDRO_DISABLE_TELEMETRY", "1")
+        run_pipeline(root, TINY_DEMO, pipeline_name="demo_data")
+        run_pipeline(root, {**TINY_DEMO, **TINY_TRAINING}, pipeline_name="data_size_ablation")
+    return root
+
+
+def _rerun(root: Path, params: dict | None = None, **kwargs) -> None:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root)
+        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
+        run_pipeline(
+            root,
+            {**TINY_DEMO, **TINY_TRAINING, **(params or {})},
+            pipeline_name="data_size_ablation",
+            **kwargs,
+        )
+
+
+def _result_files(root: Path) -> dict[str, Path]:
+    folder = root / "data/07_model_output/ablation/frozen"
+    return {path.stem: path for path in folder.glob("*.json")}
+
+
+def _children_of_latest_parent(root: Path) -> dict[str, mlflow.entities.Run]:
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("transfer_study")
+    (parent, *_) = client.search_runs(
+        [experiment.experiment_id],
+        "tags.pipeline = 'data_size_ablation' and tags.kedro_command != ''",
+        order_by=["attributes.start_time DESC"],
+    )
+    runs = client.search_runs(
+        [experiment.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
+    )
+    return {run.info.run_name: run for run in runs}
+
+
+def test_ablation_writes_a_result_per_cell_and_the_report(ablation: Path):
+    assert sorted(_result_files(ablation)) == sorted(CELLS)
+    for name in REPORTS:
+        assert (ablation / "data/08_reporting/ablation" / name).stat().st_size > 0, name
+    curve = pd.read_csv(ablation / "data/08_reporting/ablation/learning_curve.csv")
+    assert {
+        "variant",
+        "n_samples",
+        "n_angles",
+        "n_images",
+        "n_seeds",
+        "accuracy_mean",
+        "accuracy_ci_low",
+        "accuracy_ci_high",
+    } <= set(curve.columns)
+    assert sorted(zip(curve["n_samples"], curve["n_angles"], curve["n_images"])) == [
+        (4, 1, 4),
+        (4, 2, 8),
+        (8, 1, 8),
+        (8, 2, 16),
+    ]
+    assert (curve["accuracy_ci_low"] <= curve["accuracy_mean"]).all()
+    assert (curve["accuracy_mean"] <= curve["accuracy_ci_high"]).all()
+    report = (ablation / "data/08_reporting/ablation/recommendation.md").read_text()
+    assert "samples" in report and "angles" in report
+
+
+def test_every_cell_trains_on_its_subset_and_tests_on_the_shared_test_split(ablation: Path):
+    split = pd.read_csv(ablation / "data/05_model_input/split.csv")
+    test = split[split["split"] == "test"]
+    for cell, path in _result_files(ablation).items():
+        record = json.loads(path.read_text())
+        n, k = record["n_samples"], record["n_angles"]
+        assert record["n_images"] == n * k, cell
+        assert sorted(map(str, record["sample_id"])) == sorted(map(str, test["sample_id"])), cell
+
+
+def test_each_cell_is_an_mlflow_child_run_with_its_coordinates(ablation: Path):
+    children = _children_of_latest_parent(ablation)
+    assert sorted(children) == sorted(f"ablation.frozen.{cell}" for cell in CELLS)
+    for name, run in children.items():
+        tags = run.data.tags
+        assert run.info.status == "FINISHED"
+        assert name.endswith(f"n{tags['n_samples']}_a{tags['n_angles']}_s{tags['seed']}")
+        assert tags["variant"] == "frozen"
+        assert int(tags["n_images"]) == int(tags["n_samples"]) * int(tags["n_angles"])
+        assert "test_accuracy" in run.data.metrics
+
+
+def test_rerun_with_only_missing_outputs_trains_only_the_missing_cell(ablation: Path):
+    results = _result_files(ablation)
+    written = {cell: path.stat().st_mtime_ns for cell, path in results.items()}
+    results["n8_a2_s0"].unlink()  # as if the run had been killed before this cell
+    _rerun(ablation, only_missing_outputs=True)
+    after = _result_files(ablation)
+    assert sorted(after) == sorted(CELLS)
+    for cell in CELLS:
+        if cell != "n8_a2_s0":
+            assert after[cell].stat().st_mtime_ns == written[cell], cell
+    assert sorted(_children_of_latest_parent(ablation)) == ["ablation.frozen.n8_a2_s0"]
+
+
+def test_a_grid_changed_only_at_run_time_is_refused_with_what_to_do(ablation: Path):
+    with pytest.raises(ValueError, match="KEDRO_ENV"):
+        _rerun(ablation, {"data_size_ablation.seeds": [0, 1]})
+
+
+def test_an_impossible_cell_fails_before_any_training(ablation: Path, tmp_path: Path):
+    root = make_project(tmp_path / "impossible")
+    _write_grid(root, GRID.replace("[4, 8]", "[4, 500]"))
+    shutil.copytree(ablation / "data/01_raw", root / "data/01_raw")
+    with pytest.raises(ValueError, match="500") as error:
+        _rerun(root)
+    assert "plastic" in str(error.value) and "natural" in str(error.value)
+    assert not (root / "data/07_model_output/ablation").exists()
