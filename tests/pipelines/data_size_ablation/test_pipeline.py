@@ -97,7 +97,7 @@ def test_ablation_writes_a_result_per_cell_and_the_report(ablation: Path):
         "accuracy_ci_low",
         "accuracy_ci_high",
     } <= set(curve.columns)
-    assert sorted(zip(curve["n_samples"], curve["n_angles"], curve["n_images"])) == [
+    assert sorted(zip(curve["n_samples"], curve["n_angles"], curve["n_images"], strict=True)) == [
         (4, 1, 4),
         (4, 2, 8),
         (8, 1, 8),
