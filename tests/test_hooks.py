@@ -55,7 +55,13 @@ def _catalog() -> DataCatalog:
 def _pipeline() -> Pipeline:
     good = Pipeline(
         [
-            Node(lambda v: {"accuracy": 0.9}, "start", "good.metrics", name="evaluate", namespace="good"),
+            Node(
+                lambda v: {"accuracy": 0.9},
+                "start",
+                "good.metrics",
+                name="evaluate",
+                namespace="good",
+            ),
             Node(_history, "good.metrics", "good.history", name="history", namespace="good"),
         ]
     )
@@ -124,7 +130,7 @@ def test_a_child_run_ends_only_after_its_last_output_is_logged(tracking):
 def test_unknown_logging_kind_in_the_catalog_is_refused(tracking):
     catalog = _catalog()
     catalog["good.metrics"] = MemoryDataset(metadata={"mlflow": {"figure": {}}})
-    with pytest.raises(ValueError, match="unknown metadata.mlflow key 'figure'"):
+    with pytest.raises(ValueError, match=r"unknown metadata\.mlflow key 'figure'"):
         _run(ChildRunHook(), _pipeline().only_nodes_with_namespaces(["good"]), catalog)
 
 

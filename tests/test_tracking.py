@@ -113,7 +113,9 @@ def test_child_runs_have_one_metric_point_per_epoch_and_the_test_metrics(study: 
             assert [p.step for p in points] == history["epoch"].tolist(), (variant, key)
             assert np.allclose([p.value for p in points], history[key]), (variant, key)
         metrics = run.data.metrics
-        stored = pd.read_json(study / f"data/08_reporting/{variant}/test_metrics.json", typ="series")
+        stored = pd.read_json(
+            study / f"data/08_reporting/{variant}/test_metrics.json", typ="series"
+        )
         for key in ("accuracy", "accuracy_ci_low", "accuracy_ci_high", "balanced_accuracy"):
             assert metrics[f"test_{key}"] == pytest.approx(stored[key])
         assert {"test_macro_f1", "test_roc_auc"} <= set(metrics)
@@ -158,6 +160,23 @@ def test_logged_model_predicts_the_same_classes_as_the_checkpoint(study: Path):
             expected, got = model(inputs), loaded(inputs)
         assert torch.equal(expected.argmax(1), got.argmax(1)), variant
         assert torch.allclose(expected, got, atol=1e-5), variant
+
+
+def test_logged_image_classifier_takes_photo_files_and_matches_the_checkpoint(study: Path):
+    mlflow.set_tracking_uri(f"sqlite:///{study / 'mlflow.db'}")
+    client = _client(study)
+    run = _children(study, _study_parent(study))["finetune"]
+    (logged,) = client.search_logged_models(
+        [run.info.experiment_id],
+        filter_string=f"source_run_id = '{run.info.run_id}' and name = 'image_classifier'",
+    )
+    classifier = mlflow.pyfunc.load_model(f"models:/{logged.model_id}")
+    expected = pd.read_csv(study / "data/07_model_output/finetune/test_predictions.csv")
+    photos = study / "data/01_raw/demo_fragments"
+    predicted = classifier.predict(
+        pd.DataFrame({"image": [(photos / path).read_bytes() for path in expected["path"]]})
+    )
+    assert predicted["predicted"].tolist() == expected["predicted"].tolist()
 
 
 def test_a_failing_training_marks_its_run_and_the_parent_failed(study: Path):

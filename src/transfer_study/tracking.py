@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -11,21 +10,13 @@ from typing import Any
 import mlflow
 import numpy as np
 import torch
-from mlflow.models import infer_signature
+from mlflow.models import Model, infer_signature
 
 import transfer_study
 from transfer_study.models.checkpoint import rebuild_classifier
+from transfer_study.models.pyfunc import image_classifier_model_kwargs, pinned_requirements
 
 logger = logging.getLogger(__name__)
-
-# What a logged model needs to load; pinned to this environment so MLflow does not
-# spend seconds inferring them by importing the model in a subprocess.
-_RUNTIME_PACKAGES = ("torch", "torchvision", "timm", "numpy", "pandas", "pillow")
-
-
-def pinned_requirements(packages: tuple[str, ...] = _RUNTIME_PACKAGES) -> list[str]:
-    """``name==version`` of each installed package."""
-    return [f"{name}=={importlib.metadata.version(name)}" for name in packages]
 
 
 def _example_input(metadata: Mapping[str, Any]) -> np.ndarray:
@@ -64,10 +55,13 @@ def log_trained_model(
         metadata={"class_names": metadata["class_names"]},
     )
     if pyfunc:
-        from transfer_study.models.pyfunc import image_classifier_model_kwargs
-
         checkpoint_file = folder / "model.pt"
         torch.save(dict(checkpoint), checkpoint_file)
-        mlflow.pyfunc.log_model(
-            name="image_classifier", run_id=run_id, **image_classifier_model_kwargs(checkpoint_file)
+        # mlflow.pyfunc.log_model has no run_id argument; Model.log is what it calls.
+        Model.log(
+            artifact_path=None,
+            name="image_classifier",
+            flavor=mlflow.pyfunc,
+            run_id=run_id,
+            **image_classifier_model_kwargs(checkpoint_file),
         )

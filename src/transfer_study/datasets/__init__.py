@@ -2,7 +2,14 @@
 
 from .binary_file_dataset import BinaryFileDataset
 from .content_addressed_dataset import ContentAddressedDataset
+from .optional_dataset import OptionalDataset
 from .photo_folder_dataset import PhotoFolderDataset
 from .torch_dataset import TorchDataset
 
-__all__ = ["BinaryFileDataset", "ContentAddressedDataset", "PhotoFolderDataset", "TorchDataset"]
+__all__ = [
+    "BinaryFileDataset",
+    "ContentAddressedDataset",
+    "OptionalDataset",
+    "PhotoFolderDataset",
+    "TorchDataset",
+]

@@ -1,4 +1,5 @@
-"""Train and eval transforms built from parameters, for cached ``uint8`` image tensors.
+"""Train and eval transforms built from parameters, for cached ``uint8`` image tensors,
+and ``decode_resized``, which turns an image file into such a tensor.
 
 Augmentations are torchvision ``transforms.v2`` classes named in YAML with their
 arguments, so anything torchvision offers is available without code changes. The
@@ -11,8 +12,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import torch
+from PIL import Image, ImageOps
 from torchvision.transforms import InterpolationMode, v2
+
+from transfer_study.images import decode_rgb
 
 from .preprocessing import Preprocessing
 
@@ -22,6 +27,7 @@ _SIZED_AUGMENTATIONS = {"RandomResizedCrop", "RandomCrop", "CenterCrop", "Resize
 # Resizing augmentations default to the weights' interpolation; rotations and warps on
 # tensors support only nearest/bilinear, so they keep torchvision's own default.
 _RESIZING_AUGMENTATIONS = {"RandomResizedCrop", "Resize"}
+_PIL_INTERPOLATION = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
 
 
 def _augmentation(spec: Mapping[str, Any], preprocessing: Preprocessing) -> v2.Transform:
@@ -86,3 +92,30 @@ def build_eval_transform(*, preprocessing: Preprocessing) -> v2.Compose:
     return v2.Compose(
         [v2.CenterCrop(preprocessing.input_size), *_to_normalised_float(preprocessing)]
     )
+
+
+def decode_resized(data: bytes, *, preprocessing: Preprocessing) -> torch.Tensor:
+    """Decodes an image file into the ``uint8`` square that both transforms start from.
+
+    The file is decoded to upright RGB by ``decode_rgb`` (EXIF orientation, grayscale,
+    palette, alpha, CMYK and 16-bit files handled; JPEGs at the smallest DCT scale that
+    keeps ``resize_size``), its shorter side resized to ``preprocessing.resize_size`` and
+    the centre cropped to a square: the eval transform then takes the middle, and
+    training's random crops draw from the whole square. The decoded-image cache stores
+    exactly this, and inference computes it the same way.
+
+    Args:
+        data: The raw bytes of an image file.
+        preprocessing: Gives the side (``resize_size``) and the resampling filter.
+
+    Returns:
+        A ``uint8`` tensor of shape ``(3, resize_size, resize_size)``.
+
+    Raises:
+        ImageDecodeError: If the bytes are not a usable image; the message says why.
+    """
+    size = preprocessing.resize_size
+    image = decode_rgb(data, draft_size=size).image
+    method = _PIL_INTERPOLATION[preprocessing.interpolation]
+    square = ImageOps.fit(image, (size, size), method=method)
+    return torch.from_numpy(np.asarray(square, dtype=np.uint8).copy()).permute(2, 0, 1)

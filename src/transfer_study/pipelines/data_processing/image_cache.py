@@ -13,18 +13,15 @@ import os
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 
-import numpy as np
 import pandas as pd
 import torch
-from PIL import Image, ImageOps
 from tqdm.auto import tqdm
 
-from transfer_study.images import decode_rgb
 from transfer_study.models.preprocessing import Preprocessing
+from transfer_study.models.transforms import decode_resized
 
 # Bump when the way images are decoded or resized changes, so old caches are not reused.
 CACHE_FORMAT_VERSION = 1
-_PIL_INTERPOLATION = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
 
 
 def image_cache_key(images: pd.DataFrame, preprocessing: Preprocessing) -> str:
@@ -47,14 +44,6 @@ def image_cache_key(images: pd.DataFrame, preprocessing: Preprocessing) -> str:
     return f"{preprocessing.resize_size}px-{digest}"
 
 
-def _decode_square(data: bytes, size: int, interpolation: str) -> torch.Tensor:
-    image = decode_rgb(data, draft_size=size).image
-    # Shorter side to `size`, centre crop to a square: the eval crop then takes the
-    # middle, and training's random crops draw from the whole square.
-    square = ImageOps.fit(image, (size, size), method=_PIL_INTERPOLATION[interpolation])
-    return torch.from_numpy(np.asarray(square, dtype=np.uint8).copy()).permute(2, 0, 1)
-
-
 def decode_images(
     paths: list[str],
     raw_images: Mapping[str, Callable[[], bytes]],
@@ -70,11 +59,13 @@ def decode_images(
     Returns:
         ``{"images": tensor, "paths": paths}``.
     """
-    size, interpolation = preprocessing.resize_size, preprocessing.interpolation
+    size = preprocessing.resize_size
     images = torch.empty((len(paths), 3, size, size), dtype=torch.uint8)
 
     def decode_into(position: int) -> None:
-        images[position] = _decode_square(raw_images[paths[position]](), size, interpolation)
+        images[position] = decode_resized(
+            raw_images[paths[position]](), preprocessing=preprocessing
+        )
 
     # Pillow releases the GIL while decoding and resizing, so threads use every core.
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
