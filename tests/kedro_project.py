@@ -10,7 +10,6 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import mlflow
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 
@@ -58,24 +57,10 @@ def run_pipeline(
         The run's free outputs.
     """
     bootstrap_project(project)
-    try:
-        with KedroSession.create(
-            project_path=project, runtime_params=_nested(runtime_params or {})
-        ) as session:
-            return session.run(**run_kwargs)
-    finally:
-        _close_leftover_mlflow_runs()
-
-
-def _close_leftover_mlflow_runs() -> None:
-    """Pops runs kedro-mlflow finished in the store but left on this thread's stack.
-
-    Otherwise the next session in the same process logs into the old run. The status
-    the store recorded (FINISHED or FAILED) is kept.
-    """
-    while (active := mlflow.active_run()) is not None:
-        stored = mlflow.MlflowClient().get_run(active.info.run_id).info.status
-        mlflow.end_run(status=stored if stored != "RUNNING" else "FINISHED")
+    with KedroSession.create(
+        project_path=project, runtime_params=_nested(runtime_params or {})
+    ) as session:
+        return session.run(**run_kwargs)
 
 
 def _nested(dotted: dict[str, Any]) -> dict[str, Any]:
