@@ -22,6 +22,7 @@ from typing import Any
 
 from kedro.framework.project import settings
 from kedro.pipeline import Node, Pipeline
+from kedro.utils import find_kedro_project
 
 from transfer_study.pipelines.data_processing import create_pipeline as data_processing
 from transfer_study.pipelines.training.pipeline import (
@@ -50,8 +51,10 @@ def cell_name(variant: str, cell: dict[str, Any]) -> str:
 
 def configured_grid() -> dict[str, Any]:
     """The ablation's parameters as the configuration files give them."""
+    # Kedro sessions (and notebooks in notebooks/) may start below the project root.
+    project = find_kedro_project(Path.cwd()) or Path.cwd()
     loader = settings.CONFIG_LOADER_CLASS(
-        conf_source=str(Path.cwd() / settings.CONF_SOURCE),
+        conf_source=str(project / settings.CONF_SOURCE),
         env=os.environ.get("KEDRO_ENV"),
         **settings.CONFIG_LOADER_ARGS,
     )
