@@ -20,6 +20,7 @@ from transfer_study.pipelines.data_processing.image_cache import image_cache_key
 from transfer_study.pipelines.training.nodes import (
     embed_images,
     evaluate_on_test,
+    maybe_compile,
     train_on_features,
     train_on_images,
 )
@@ -254,3 +255,15 @@ def test_checkpoint_round_trips_in_a_fresh_process(data, tmp_path: Path):
     assert torch.allclose(torch.load(tmp_path / "out.pt"), expected, atol=1e-5)
     assert metadata["weights"] == "none"
     assert set(metadata["versions"]) >= {"torch", "torchvision", "timm"}
+
+
+def test_models_are_compiled_only_on_cuda_unless_asked():
+    model = torch.nn.Linear(2, 2)
+    assert maybe_compile(model, "auto", torch.device("cpu")) is model
+    assert maybe_compile(model, False, torch.device("cuda")) is model
+    assert isinstance(
+        maybe_compile(model, "auto", torch.device("cuda")), torch._dynamo.OptimizedModule
+    )
+    assert isinstance(
+        maybe_compile(model, True, torch.device("cpu")), torch._dynamo.OptimizedModule
+    )

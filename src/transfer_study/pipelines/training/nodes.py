@@ -59,6 +59,16 @@ def _device_settings(params: Mapping[str, Any]) -> DeviceSettings:
     )
 
 
+def maybe_compile(model: nn.Module, setting: bool | str, device: torch.device) -> nn.Module:
+    """``torch.compile``s the model for training when asked, or on CUDA for ``auto``.
+
+    On CPU the compilation costs more than short trainings gain (EfficientNet-Lite0 on
+    2 cores: 82 s to compile for 1.23x faster steps; docs/performance.md).
+    """
+    enabled = device.type == "cuda" if setting == "auto" else bool(setting)
+    return torch.compile(model) if enabled else model
+
+
 def _memory_format(settings: DeviceSettings) -> torch.memory_format:
     return torch.channels_last if settings.channels_last else torch.preserve_format
 
@@ -228,7 +238,7 @@ def train_on_images(
     )
     _log_parameter_counts(model, variant)
     result = fit(
-        model,
+        maybe_compile(model, params.get("compile", "auto"), settings.device),
         criterion=_criterion(params),
         optimizer=optimizer,
         train_loader=train_loader,
