@@ -131,17 +131,29 @@ def test_each_cell_is_an_mlflow_child_run_with_its_coordinates(ablation: Path):
         assert "test_accuracy" in run.data.metrics
 
 
-def test_rerun_with_only_missing_outputs_trains_only_the_missing_cell(ablation: Path):
+def _model_file(root: Path, cell: str) -> Path:
+    return root / f"data/06_models/ablation/frozen/{cell}/model.pt"
+
+
+def test_rerun_with_only_missing_outputs_redoes_only_what_is_missing(ablation: Path):
     results = _result_files(ablation)
     written = {cell: path.stat().st_mtime_ns for cell, path in results.items()}
-    results["n8_a2_s0"].unlink()  # as if the run had been killed before this cell
+    trained = _model_file(ablation, "n8_a2_s0").stat().st_mtime_ns
+    # As if the run had been killed: n8_a2 trained but not evaluated, n4_a1 not trained.
+    results["n8_a2_s0"].unlink()
+    results["n4_a1_s0"].unlink()
+    _model_file(ablation, "n4_a1_s0").unlink()
     _rerun(ablation, only_missing_outputs=True)
     after = _result_files(ablation)
     assert sorted(after) == sorted(CELLS)
-    for cell in CELLS:
-        if cell != "n8_a2_s0":
-            assert after[cell].stat().st_mtime_ns == written[cell], cell
-    assert sorted(_children_of_latest_parent(ablation)) == ["ablation.frozen.n8_a2_s0"]
+    for cell in ("n4_a2_s0", "n8_a1_s0"):
+        assert after[cell].stat().st_mtime_ns == written[cell], cell
+    assert _model_file(ablation, "n8_a2_s0").stat().st_mtime_ns == trained  # not retrained
+    assert _model_file(ablation, "n4_a1_s0").exists()
+    assert sorted(_children_of_latest_parent(ablation)) == [
+        "ablation.frozen.n4_a1_s0",
+        "ablation.frozen.n8_a2_s0",
+    ]
 
 
 def test_a_grid_changed_only_at_run_time_is_refused_with_what_to_do(ablation: Path):
