@@ -7,9 +7,12 @@ never into the developer's checkout.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 
@@ -73,3 +76,22 @@ def _nested(dotted: dict[str, Any]) -> dict[str, Any]:
             node = node.setdefault(parent, {})
         node[leaf] = value
     return nested
+
+
+@contextmanager
+def project_environment(root: Path) -> Iterator[Path]:
+    """Works in a project copy: its folder, its own MLflow store, no telemetry."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root)
+        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
+        patch.setenv("KEDRO_DISABLE_TELEMETRY", "1")
+        yield root
+
+
+def tiny_study(root: Path) -> Path:
+    """A project copy in ``root`` after the demo data and the default ``kedro run``, tiny."""
+    make_project(root)
+    with project_environment(root):
+        run_pipeline(root, TINY_DEMO, pipeline_name="demo_data")
+        run_pipeline(root, {**TINY_DEMO, **TINY_TRAINING})
+    return root

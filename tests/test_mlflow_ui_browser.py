@@ -22,7 +22,7 @@ from tests.browser import (
     serve,
     wait_until_still,
 )
-from tests.kedro_project import TINY_DEMO, TINY_TRAINING, make_project, run_pipeline
+from tests.kedro_project import tiny_study
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -44,17 +44,10 @@ COLUMNS = [
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A project copy in which the demo data and then the default pipeline have run."""
     find_chromium()  # fail or skip before the slow pipeline run
-    root = make_project(tmp_path_factory.mktemp("mlflow") / "project")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.chdir(root)
-        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
-        patch.setenv("KEDRO_DISABLE_TELEMETRY", "1")
-        run_pipeline(root, TINY_DEMO, pipeline_name="demo_data")
-        run_pipeline(root, {**TINY_DEMO, **TINY_TRAINING})
-        yield root
+    return tiny_study(tmp_path_factory.mktemp("mlflow") / "project")
 
 
 @pytest.fixture(scope="module")

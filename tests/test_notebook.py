@@ -15,7 +15,7 @@ from jupyter_client.kernelspec import KernelSpecManager
 from nbclient import NotebookClient
 from nbformat import NotebookNode
 
-from tests.kedro_project import REPO_ROOT, TINY_DEMO, TINY_TRAINING, make_project, run_pipeline
+from tests.kedro_project import REPO_ROOT, tiny_study
 
 NOTEBOOK = REPO_ROOT / "notebooks" / "study_results.ipynb"
 VARIANTS = ("scratch", "frozen", "finetune")
@@ -54,14 +54,7 @@ def _has_image(outputs: list[NotebookNode]) -> bool:
 @pytest.fixture(scope="module")
 def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A project copy after `kedro run --pipeline=demo_data` and `kedro run`, tiny."""
-    root = make_project(tmp_path_factory.mktemp("notebook") / "project")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.chdir(root)
-        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
-        patch.setenv("KEDRO_DISABLE_TELEMETRY", "1")
-        run_pipeline(root, TINY_DEMO, pipeline_name="demo_data")
-        run_pipeline(root, {**TINY_DEMO, **TINY_TRAINING})
-    return root
+    return tiny_study(tmp_path_factory.mktemp("notebook") / "project")
 
 
 @pytest.fixture(scope="module")

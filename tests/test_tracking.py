@@ -11,7 +11,13 @@ import pytest
 import torch
 from mlflow.entities import Run
 
-from tests.kedro_project import TINY_DEMO, TINY_TRAINING, make_project, run_pipeline
+from tests.kedro_project import (
+    TINY_DEMO,
+    TINY_TRAINING,
+    project_environment,
+    run_pipeline,
+    tiny_study,
+)
 from transfer_study.hooks import flatten
 from transfer_study.models.checkpoint import rebuild_classifier
 
@@ -34,14 +40,7 @@ TAGS = (
 @pytest.fixture(scope="module")
 def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The default `kedro run` on tiny data, with its MLflow store in the project."""
-    root = make_project(tmp_path_factory.mktemp("tracking") / "project")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.chdir(root)
-        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
-        patch.setenv("KEDRO_DISABLE_TELEMETRY", "1")
-        run_pipeline(root, TINY_DEMO, pipeline_name="demo_data")
-        run_pipeline(root, {**TINY_DEMO, **TINY_TRAINING})
-    return root
+    return tiny_study(tmp_path_factory.mktemp("tracking") / "project")
 
 
 def _client(root: Path) -> mlflow.MlflowClient:
@@ -181,15 +180,12 @@ def test_logged_image_classifier_takes_photo_files_and_matches_the_checkpoint(st
 
 def test_a_failing_training_marks_its_run_and_the_parent_failed(study: Path):
     before = {run.info.run_id: run for run in _runs(study)}
-    with pytest.MonkeyPatch.context() as patch:
-        patch.chdir(study)
-        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{study / 'mlflow.db'}")
-        with pytest.raises(ValueError, match="optimizer"):
-            run_pipeline(
-                study,
-                {**TINY_DEMO, **TINY_TRAINING, "frozen.optimizer": "no_such_optimizer"},
-                namespaces=["scratch", "frozen"],
-            )
+    with project_environment(study), pytest.raises(ValueError, match="optimizer"):
+        run_pipeline(
+            study,
+            {**TINY_DEMO, **TINY_TRAINING, "frozen.optimizer": "no_such_optimizer"},
+            namespaces=["scratch", "frozen"],
+        )
     new_runs = [run for run in _runs(study) if run.info.run_id not in before]
     (parent,) = [run for run in new_runs if "mlflow.parentRunId" not in run.data.tags]
     assert parent.info.status == "FAILED"

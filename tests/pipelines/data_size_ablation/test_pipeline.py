@@ -10,7 +10,13 @@ import mlflow
 import pandas as pd
 import pytest
 
-from tests.kedro_project import TINY_DEMO, TINY_TRAINING, make_project, run_pipeline
+from tests.kedro_project import (
+    TINY_DEMO,
+    TINY_TRAINING,
+    make_project,
+    project_environment,
+    run_pipeline,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -42,19 +48,14 @@ def _write_grid(root: Path, grid: str = GRID) -> None:
 def ablation(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = make_project(tmp_path_factory.mktemp("ablation") / "project")
     _write_grid(root)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.chdir(root)
-        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
-        patch.setenv("KEDRO_DISABLE_TELEMETRY", "1")
+    with project_environment(root):
         run_pipeline(root, TINY_DEMO, pipeline_name="demo_data")
         run_pipeline(root, {**TINY_DEMO, **TINY_TRAINING}, pipeline_name="data_size_ablation")
     return root
 
 
 def _rerun(root: Path, params: dict | None = None, **kwargs) -> None:
-    with pytest.MonkeyPatch.context() as patch:
-        patch.chdir(root)
-        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
+    with project_environment(root):
         run_pipeline(
             root,
             {**TINY_DEMO, **TINY_TRAINING, **(params or {})},
