@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 
 import mlflow
@@ -12,7 +14,7 @@ from kedro.io import DataCatalog, MemoryDataset
 from kedro.pipeline import Node, Pipeline
 from kedro.runner import SequentialRunner
 
-from transfer_study.hooks import ChildRunHook
+from transfer_study.hooks import ChildRunHook, RunInterrupted
 
 
 def _identity(value):
@@ -92,7 +94,7 @@ def _run(hook: ChildRunHook, pipeline: Pipeline, catalog: DataCatalog) -> None:
     )
     try:
         SequentialRunner().run(pipeline, catalog, manager)
-    except RuntimeError:
+    except Exception:
         hook.on_pipeline_error()
         raise
     hook.after_pipeline_run()
@@ -139,3 +141,22 @@ def test_without_a_parent_run_nothing_is_logged(tmp_path: Path, monkeypatch: pyt
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     _run(ChildRunHook(), _pipeline().only_nodes_with_namespaces(["good"]), _catalog())
     assert mlflow.search_runs(search_all_experiments=True).empty
+
+
+def _stop_with_sigterm(value):
+    os.kill(os.getpid(), signal.SIGTERM)
+    return value
+
+
+def test_sigterm_during_a_training_kills_its_run_and_restores_the_handlers(tracking):
+    client, parent_id, experiment_id = tracking
+    handler_before = signal.getsignal(signal.SIGTERM)
+    pipeline = Pipeline(
+        [Node(_stop_with_sigterm, "start", "cut.out", name="train", namespace="cut")]
+    )
+    with pytest.raises(RunInterrupted, match="SIGTERM"):
+        _run(ChildRunHook(), pipeline, DataCatalog({"start": MemoryDataset(1)}))
+    (cut,) = _children(client, experiment_id, parent_id).values()
+    assert cut.info.status == "KILLED"
+    assert "SIGTERM" in cut.data.tags["error"]
+    assert signal.getsignal(signal.SIGTERM) is handler_before

@@ -16,14 +16,19 @@ Design:
   MLflow's thread-local "active run": nodes may run in other threads or processes,
   and a run id cannot be confused with another namespace's run.
 * A child run ends FINISHED when its last node has run, FAILED when one of its
-  nodes raises, and KILLED when the pipeline stops before it could finish.
+  nodes raises, and KILLED when the pipeline stops before it could finish, including
+  on Ctrl-C or SIGTERM (turned into ``RunInterrupted`` for the duration of the run, so
+  Kedro's error hooks, kedro-mlflow's included, close every run instead of leaving it
+  RUNNING).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import signal
 import tempfile
+import threading
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -48,6 +53,17 @@ _BATCH = 1000  # MLflow's limit on metrics per log_batch call
 FINISHED, FAILED, KILLED = (
     RunStatus.to_string(s) for s in (RunStatus.FINISHED, RunStatus.FAILED, RunStatus.KILLED)
 )
+
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class RunInterrupted(Exception):
+    """The run was stopped by Ctrl-C or SIGTERM."""
+
+
+def _raise_interrupted(signum: int, frame: object) -> None:
+    raise RunInterrupted(f"Stopped by {signal.Signals(signum).name}.")
 
 
 def _namespace(name: str) -> str | None:
@@ -82,6 +98,7 @@ class ChildRunHook:
         self._unsaved_outputs: dict[str, set[str]] = {}
         self._base_tags: dict[str, str] = {}
         self._catalog: DataCatalog | None = None
+        self._previous_handlers: dict[int, Any] = {}
 
     # ------------------------------------------------------------------ pipeline
     @hook_impl(trylast=True)  # after kedro-mlflow's hook has opened the parent run
@@ -103,6 +120,20 @@ class ChildRunHook:
         self._base_tags = {"pipeline": pipeline_name, **({"git_commit": commit} if commit else {})}
         if self._parent_run_id:
             self._client.set_tag(self._parent_run_id, "pipeline", pipeline_name)
+            self._catch_stop_signals()
+
+    def _catch_stop_signals(self) -> None:
+        # Kedro calls on_pipeline_error for an Exception only; KeyboardInterrupt and a
+        # SIGTERM would leave the runs RUNNING. Handlers can only be set in the main thread.
+        if threading.current_thread() is threading.main_thread():
+            self._previous_handlers = {
+                sig: signal.signal(sig, _raise_interrupted) for sig in _STOP_SIGNALS
+            }
+
+    def _restore_stop_signals(self) -> None:
+        for sig, handler in self._previous_handlers.items():
+            signal.signal(sig, handler)
+        self._previous_handlers = {}
 
     @hook_impl(trylast=True)  # after kedro-mlflow has ended the parent run
     def after_pipeline_run(self) -> None:
@@ -115,6 +146,7 @@ class ChildRunHook:
         self._close(KILLED)
 
     def _close(self, unfinished_status: str) -> None:
+        self._restore_stop_signals()
         for namespace in list(self._child_runs):
             self._end(namespace, unfinished_status)
         # kedro-mlflow 2.0.3 ends the parent run in the store but can leave it on this
@@ -151,13 +183,14 @@ class ChildRunHook:
 
     @hook_impl
     def on_node_error(self, error: Exception, node: Node) -> None:
-        """Marks the failing node's child run FAILED, with the error as a tag."""
+        """Marks the failing node's child run FAILED (KILLED if it was interrupted),
+        with the error as a tag."""
         run_id = self._child_runs.get(node.namespace or "")
         if run_id:
             self._client.set_tag(
                 run_id, "error", f"{node.name}: {type(error).__name__}: {error}"[:5000]
             )
-            self._end(node.namespace, FAILED)
+            self._end(node.namespace, KILLED if isinstance(error, RunInterrupted) else FAILED)
 
     # ------------------------------------------------------------------ datasets
     @hook_impl
