@@ -336,14 +336,14 @@ def test_markdown_puts_the_answer_first() -> None:
     assert lines[2].startswith(
         "**Answer:** finetune with 40 samples × 2 angles (80 photos) reaches 84.5 %"
     )
-    assert "within 1 point(s) of the best cell (finetune, 40 samples × 4 angles" in lines[2]
+    assert "within 1 point of the best cell (finetune, 40 samples × 4 angles" in lines[2]
     assert "- finetune: at equal photo counts, more samples" in report
     assert "- frozen: at equal photo counts, more angles" in report
     assert "| finetune | 20 | 20×1 | 79.6 % | 10×2 | 75.0 % | +4.6 |" in report
     assert "| Variant | Fitted on | a (plateau) |" in report
     assert report.count("| finetune | 40 | 4 | 160 | 3 |") == 1
     assert report.index("## Per variant") < report.index("## Every cell")
-    assert "passes through every point" in report  # both fits use exactly three sizes
+    assert "as many points as parameters" in report  # both fits use exactly three sizes
 
 
 # --------------------------------------------------------------------------- figures

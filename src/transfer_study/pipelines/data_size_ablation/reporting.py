@@ -61,8 +61,8 @@ _FIT_CAVEAT = (
     "it is a guess beyond the measured sizes, not a measurement."
 )
 _EXACT_FIT_CAVEAT = (
-    f"A fit on {_MIN_FIT_SIZES} sizes passes through every point (three parameters), so its "
-    "R² of 1 says nothing about its quality; add sizes to the grid to trust it."
+    f"A fit on {_MIN_FIT_SIZES} sizes has as many points as parameters, so its R² and RMSE "
+    "say little about its quality; add sizes to the grid to trust it."
 )
 _DARK_CELL = 0.6  # heatmap cells below this share of the colour scale get white text
 
@@ -451,8 +451,15 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.1f} %"
 
 
+def _count(n: float, noun: str) -> str:
+    return f"{n:g} {noun}" if n == 1 else f"{n:g} {noun}s"
+
+
 def _shape(cell: Mapping[str, Any]) -> str:
-    return f"{cell['n_samples']} samples × {cell['n_angles']} angles ({cell['n_images']} photos)"
+    return (
+        f"{_count(cell['n_samples'], 'sample')} × {_count(cell['n_angles'], 'angle')} "
+        f"({_count(cell['n_images'], 'photo')})"
+    )
 
 
 def _with_ci(cell: Mapping[str, Any]) -> str:
@@ -471,7 +478,7 @@ def _headline(recommendation: Mapping[str, Any]) -> list[str]:
     points = 100 * recommendation["tolerance"]
     lines = [
         f"**Answer:** {budget['variant']} with {_shape(budget)} reaches "
-        f"{_pct(budget['accuracy_mean'])} test accuracy, within {points:g} point(s) of the "
+        f"{_pct(budget['accuracy_mean'])} test accuracy, within {_count(points, 'point')} of the "
         f"best cell ({best['variant']}, {_shape(best)}: {_pct(best['accuracy_mean'])}).",
         "",
     ]
