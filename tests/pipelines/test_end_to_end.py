@@ -5,24 +5,28 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from tests.conftest import write_photo_folder
-from tests.kedro_project import TINY_DEMO, TINY_TRAINING, make_project, run_pipeline
+from tests.kedro_project import (
+    TINY_DEMO,
+    TINY_TRAINING,
+    make_project,
+    project_environment,
+    run_pipeline,
+)
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    root = make_project(tmp_path / "project")
-    monkeypatch.chdir(root)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
-    monkeypatch.setenv("KEDRO_DISABLE_TELEMETRY", "1")
-    return root
+def project(tmp_path: Path) -> Iterator[Path]:
+    with project_environment(make_project(tmp_path / "project")) as root:
+        yield root
 
 
 def test_demo_data_then_data_processing_gives_a_leak_free_split(project: Path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -13,7 +14,14 @@ from kedro.framework.startup import bootstrap_project
 
 from tests.conftest import write_photo
 from tests.image_files import noise_jpeg_bytes
-from tests.kedro_project import REPO_ROOT, TINY_DEMO, TINY_TRAINING, make_project, run_pipeline
+from tests.kedro_project import (
+    REPO_ROOT,
+    TINY_DEMO,
+    TINY_TRAINING,
+    make_project,
+    project_environment,
+    run_pipeline,
+)
 from transfer_study.pipeline_registry import register_pipelines
 
 PREDICTIONS = Path("data/07_model_output/predictions.csv")
@@ -22,12 +30,9 @@ CLI_TIMEOUT = 300
 
 
 @pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    root = make_project(tmp_path / "project")
-    monkeypatch.chdir(root)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
-    monkeypatch.setenv("KEDRO_DISABLE_TELEMETRY", "1")
-    return root
+def project(tmp_path: Path) -> Iterator[Path]:
+    with project_environment(make_project(tmp_path / "project")) as root:
+        yield root
 
 
 def _new_photos(folder: Path) -> Path:
