@@ -1,0 +1,1 @@
+"""The demo dataset's library: its configuration and the renderer of its fragment photos."""
