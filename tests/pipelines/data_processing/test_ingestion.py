@@ -11,7 +11,7 @@ import pytest
 from tests.conftest import write_photo, write_photo_folder
 from tests.image_files import write_awkward_files
 from transfer_study.datasets import PhotoFolderDataset
-from transfer_study.pipelines.data_processing.ingestion import DataLayoutError
+from transfer_study.photos.ingestion import DataLayoutError
 from transfer_study.pipelines.data_processing.nodes import ingest_images
 
 PARAMS = {

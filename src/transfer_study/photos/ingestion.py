@@ -1,7 +1,6 @@
 """Turn a photo folder (class sub-folders or a manifest CSV) into a table of images.
 
-Kept apart from ``nodes.py`` because it is the longest piece of the pipeline: reading
-the layout, deriving sample ids, and checking every file.
+Reading the layout, deriving sample ids, and checking every file.
 """
 
 from __future__ import annotations
@@ -273,7 +272,21 @@ def _without_duplicates(index: pd.DataFrame) -> tuple[pd.DataFrame, list[dict]]:
 def ingest(
     raw_images: Mapping[str, Callable[[], bytes]], params: Mapping
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """See ``nodes.ingest_images``; this is its implementation."""
+    """Reads a photo folder's layout and decodes every photo once to check it.
+
+    Args:
+        raw_images: Lazy loaders of every file's bytes, by path relative to the folder.
+        params: The ``raw_images`` parameters: ``manifest``, ``classes``,
+            ``filename_pattern``, ``sample_ids_per_class``, ``check_draft_size``, ``path``.
+
+    Returns:
+        The image index (``IMAGE_INDEX_COLUMNS``, one row per usable photo) and the
+        data-quality report (``QUALITY_COLUMNS``, one row per excluded or converted file).
+
+    Raises:
+        DataLayoutError: For a manifest that escapes the folder, lacks labels or uses
+            unknown labels, and for a sample id with photos under two labels.
+    """
     manifest_name = params.get("manifest") or ""
     classes = params.get("classes")
     files = sorted(p for p in raw_images if not is_hidden_or_system_file(p))

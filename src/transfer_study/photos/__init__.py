@@ -1,0 +1,1 @@
+"""Photo-folder library: ingestion, splitting by physical sample, nested training subsets."""
