@@ -51,8 +51,9 @@ from torchvision import datasets, transforms
 from transfer_study.datasets import PhotoFolderDataset
 from transfer_study.models.factory import create_classifier, pick_device, set_backbone_trainable
 from transfer_study.models.preprocessing import Preprocessing
+from transfer_study.photos.splitting import SPLIT_COLUMNS
 from transfer_study.pipelines.data_processing.image_cache import decode_images, image_cache_key
-from transfer_study.pipelines.data_processing.nodes import SPLIT_COLUMNS, resolve_preprocessing
+from transfer_study.pipelines.data_processing.nodes import resolve_preprocessing
 from transfer_study.pipelines.demo_data.nodes import generate_demo_fragments
 from transfer_study.pipelines.training.nodes import embed_images, train_on_features, train_on_images
 from transfer_study.training import loops
