@@ -10,12 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from transfer_study.photos.subsets import UNUSED_SPLIT, grid_cells, validate_grid
 from transfer_study.pipelines.data_size_ablation.nodes import (
-    UNUSED_SPLIT,
-    grid_cells,
     select_training_subset,
     summarise_cell,
-    validate_grid,
 )
 
 IMBALANCED = {"apple": 18, "pear": 6, "plum": 2}
