@@ -1,4 +1,5 @@
-"""Figures of a classifier's evaluation and of the comparison of variants.
+"""Figures of a classifier's evaluation, the comparison of variants and the data-size
+ablation.
 
 Each function returns a matplotlib ``Figure`` (no pyplot state); saving is the
 catalog's job.
@@ -11,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator, PercentFormatter
+from matplotlib.ticker import MaxNLocator, NullFormatter, PercentFormatter
 from sklearn.metrics import confusion_matrix
 
 from .metrics import _validate_predictions
@@ -21,6 +22,7 @@ _CELL_INCHES = 0.7
 _MIN_CONFUSION_INCHES = 4.0
 _MAX_CELL_FONT = 12.0
 _MIN_CELL_FONT = 6.5
+_DARK_CELL = 0.6  # heatmap cells below this share of the colour scale get white text
 
 
 def confusion_matrix_figure(
@@ -207,4 +209,93 @@ def variant_comparison_figure(comparison: pd.DataFrame, *, title: str) -> Figure
     ax.set_ylabel("Test accuracy")
     ax.grid(axis="y", alpha=0.3)
     ax.set_title(title)
+    return fig
+
+
+# --------------------------------------------------------------------------- ablation
+
+
+def _panels(
+    curve: pd.DataFrame, width: float, height: float, *, sharey: bool
+) -> tuple[Figure, list, list[str]]:
+    if curve.empty:
+        raise ValueError("curve has no cells to plot.")
+    variants = [str(v) for v in curve["variant"].unique()]
+    fig = Figure(figsize=(width * len(variants), height), layout="constrained")
+    axes = fig.subplots(1, len(variants), squeeze=False, sharey=sharey)[0]
+    return fig, list(axes), variants
+
+
+def learning_curve_figure(curve: pd.DataFrame) -> Figure:
+    """Test accuracy against training photos (log x), one panel per variant.
+
+    Args:
+        curve: The learning curve from :func:`learning_curve_tables`.
+
+    Returns:
+        A figure with one axis per variant; in each, one line per angle count with its
+        confidence band (``fill_between``).
+
+    Raises:
+        ValueError: If ``curve`` is empty.
+    """
+    fig, axes, variants = _panels(curve, width=4.5, height=4.0, sharey=True)
+    for ax, variant in zip(axes, variants, strict=True):
+        cells = curve[curve["variant"].astype(str) == variant]
+        for i, (n_angles, group) in enumerate(cells.groupby("n_angles", sort=True)):
+            line = group.sort_values("n_images")
+            x = line["n_images"].to_numpy(float)
+            colour = f"C{i}"
+            ax.plot(
+                x, line["accuracy_mean"], marker="o", color=colour, label=f"{n_angles} angle(s)"
+            )
+            ax.fill_between(
+                x, line["accuracy_ci_low"], line["accuracy_ci_high"], color=colour, alpha=0.2
+            )
+        ax.set_xscale("log")
+        sizes = sorted(cells["n_images"].unique())
+        ax.set_xticks(sizes, [str(size) for size in sizes])
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel("Training photos (log scale)")
+        ax.set_title(variant)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize="small")
+    axes[0].set_ylabel("Test accuracy (mean over seeds)")
+    axes[0].yaxis.set_major_formatter(PercentFormatter(xmax=1, decimals=0))
+    return fig
+
+
+def accuracy_heatmap_figure(curve: pd.DataFrame) -> Figure:
+    """Mean test accuracy over samples × angles, one annotated panel per variant.
+
+    Args:
+        curve: The learning curve from :func:`learning_curve_tables`.
+
+    Returns:
+        A figure with one heatmap axis per variant (shared colour scale) and a colour
+        bar; every cell is labelled with its accuracy, missing cells are blank.
+
+    Raises:
+        ValueError: If ``curve`` is empty.
+    """
+    fig, axes, variants = _panels(curve, width=4.0, height=3.8, sharey=False)
+    limits = (float(curve["accuracy_mean"].min()), float(curve["accuracy_mean"].max()))
+    image = None
+    for ax, variant in zip(axes, variants, strict=True):
+        cells = curve[curve["variant"].astype(str) == variant]
+        grid = cells.pivot_table("accuracy_mean", index="n_samples", columns="n_angles")
+        values = grid.to_numpy()
+        image = ax.imshow(values, cmap="viridis", origin="lower", vmin=limits[0], vmax=limits[1])
+        for (i, j), value in np.ndenumerate(values):
+            if np.isfinite(value):
+                dark = image.norm(value) < _DARK_CELL
+                colour = "white" if dark else "black"
+                ax.text(j, i, f"{100 * value:.1f}", ha="center", va="center", color=colour)
+        ax.set_xticks(range(grid.shape[1]), [str(k) for k in grid.columns])
+        ax.set_yticks(range(grid.shape[0]), [str(n) for n in grid.index])
+        ax.set_xlabel("Angles per sample")
+        ax.set_title(variant)
+    axes[0].set_ylabel("Training samples")
+    colorbar = fig.colorbar(image, ax=axes, format=PercentFormatter(xmax=1, decimals=0))
+    colorbar.set_label("Test accuracy (mean over seeds)")
     return fig
