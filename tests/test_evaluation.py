@@ -10,16 +10,14 @@ import pytest
 from matplotlib.figure import Figure
 from scipy import stats
 
-from transfer_study.evaluation import (
-    bootstrap_accuracy_ci,
-    classification_metrics,
-    comparison_markdown,
+from transfer_study.evaluation.figures import (
     confusion_matrix_figure,
-    mcnemar_test,
-    pairwise_mcnemar,
     training_curves_figure,
     variant_comparison_figure,
 )
+from transfer_study.evaluation.markdown import comparison_markdown
+from transfer_study.evaluation.metrics import bootstrap_accuracy_ci, classification_metrics
+from transfer_study.evaluation.stats import mcnemar_test, pairwise_mcnemar
 
 N_RESAMPLES = 500
 

@@ -10,19 +10,18 @@ import pandas as pd
 import pytest
 
 from tests.pipelines.data_size_ablation.test_nodes import make_split
+from transfer_study.evaluation.figures import accuracy_heatmap_figure, learning_curve_figure
+from transfer_study.evaluation.learning_curve import (
+    extrapolate_power_law,
+    fit_inverse_power_law,
+    learning_curve_tables,
+    two_level_bootstrap_ci,
+)
+from transfer_study.evaluation.markdown import recommendation_markdown
+from transfer_study.evaluation.recommendation import recommend_data_budget
 from transfer_study.pipelines.data_size_ablation.nodes import (
     select_training_subset,
     summarise_cell,
-)
-from transfer_study.pipelines.data_size_ablation.reporting import (
-    accuracy_heatmap_figure,
-    extrapolate_power_law,
-    fit_inverse_power_law,
-    learning_curve_figure,
-    learning_curve_tables,
-    recommend_data_budget,
-    recommendation_markdown,
-    two_level_bootstrap_ci,
 )
 
 PARAMS = {

@@ -1,4 +1,5 @@
-"""Nodes that pick each ablation cell's training subset and summarise its result.
+"""Nodes that pick each ablation cell's training subset, summarise its result and
+report the whole grid (with the library functions of ``transfer_study.evaluation``).
 
 The subsets themselves are picked by ``transfer_study.photos.subsets``: nested (a smaller
 cell's photos are a subset of a larger cell's, for one seed) and stratified by class.
@@ -11,6 +12,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
+
+from transfer_study.evaluation.figures import accuracy_heatmap_figure, learning_curve_figure
+from transfer_study.evaluation.learning_curve import learning_curve_tables
+from transfer_study.evaluation.markdown import recommendation_markdown
+from transfer_study.evaluation.recommendation import recommend_data_budget
 
 from transfer_study.photos.subsets import (
     TRAIN_SPLIT,
@@ -145,3 +152,31 @@ def cell_training_parameters(
     """
     overrides = (ablation.get("training_overrides") or {}).get(training["name"]) or {}
     return {**training, **overrides, "seed": int(cell["seed"])}
+
+
+def report_ablation(
+    params: Mapping[str, Any], *records: Mapping[str, Any]
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any], str, Figure, Figure]:
+    """Everything the ablation reports, from every cell's record.
+
+    Args:
+        params: ``data_size_ablation`` parameters; its ``report`` block holds
+            ``tolerance``, ``confidence``, ``bootstrap_resamples``, ``bootstrap_seed``
+            and ``extrapolate_to``.
+        *records: One ``summarise_cell`` record per cell.
+
+    Returns:
+        The per-seed table, the learning curve, the recommendation, its Markdown report,
+        the learning-curve figure and the samples × angles heatmap.
+    """
+    settings = params.get("report") or {}
+    per_seed, curve = learning_curve_tables(records, settings)
+    recommendation = recommend_data_budget(curve, settings)
+    return (
+        per_seed,
+        curve,
+        recommendation,
+        recommendation_markdown(recommendation, curve),
+        learning_curve_figure(curve),
+        accuracy_heatmap_figure(curve),
+    )

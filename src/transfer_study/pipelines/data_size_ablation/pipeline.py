@@ -36,10 +36,10 @@ from .nodes import (
     cell_training_parameters,
     check_ablation_grid,
     grid_cells,
+    report_ablation,
     select_training_subset,
     summarise_cell,
 )
-from .reporting import report_ablation
 
 PARAMETERS_KEY = "data_size_ablation"
 

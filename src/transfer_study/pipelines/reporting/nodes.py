@@ -9,11 +9,9 @@ from typing import Any
 import pandas as pd
 from matplotlib.figure import Figure
 
-from transfer_study.evaluation import (
-    comparison_markdown,
-    pairwise_mcnemar,
-    variant_comparison_figure,
-)
+from transfer_study.evaluation.figures import variant_comparison_figure
+from transfer_study.evaluation.markdown import comparison_markdown
+from transfer_study.evaluation.stats import pairwise_mcnemar
 
 logger = logging.getLogger(__name__)
 

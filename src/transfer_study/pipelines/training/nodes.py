@@ -16,11 +16,8 @@ from matplotlib.figure import Figure
 from torch import nn
 from tqdm.auto import tqdm
 
-from transfer_study.evaluation import (
-    classification_metrics,
-    confusion_matrix_figure,
-    training_curves_figure,
-)
+from transfer_study.evaluation.figures import confusion_matrix_figure, training_curves_figure
+from transfer_study.evaluation.metrics import classification_metrics
 from transfer_study.models.checkpoint import make_checkpoint, rebuild_classifier
 from transfer_study.models.factory import (
     Classifier,
