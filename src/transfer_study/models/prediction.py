@@ -23,9 +23,10 @@ import pandas as pd
 import torch
 
 from transfer_study.images import ImageDecodeError
+from transfer_study.training.device import DEVICE_AUTO, pick_device
 
 from .checkpoint import CHECKPOINT_FORMAT, rebuild_classifier
-from .factory import DEVICE_AUTO, Classifier, pick_device
+from .factory import Classifier
 from .preprocessing import Preprocessing
 from .transforms import build_eval_transform, decode_resized
 

@@ -30,8 +30,8 @@ from mlflow.types import ColSpec, DataType, Schema
 from PIL import Image
 
 import transfer_study
+from transfer_study.training.device import DEVICE_AUTO
 
-from .factory import DEVICE_AUTO
 from .prediction import (
     PREDICTION_COLUMNS,
     PROBABILITY_PREFIX,

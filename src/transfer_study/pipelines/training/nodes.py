@@ -26,7 +26,6 @@ from transfer_study.models.factory import (
     Classifier,
     count_parameters,
     create_classifier,
-    pick_device,
     set_backbone_trainable,
 )
 from transfer_study.models.preprocessing import Preprocessing
@@ -41,7 +40,13 @@ from transfer_study.training.data import (
     rows_in_cache,
     seed_everything,
 )
-from transfer_study.training.loops import DeviceSettings, FitResult, fit, predict_logits
+from transfer_study.training.device import (
+    DeviceSettings,
+    _device_settings,
+    _memory_format,
+    maybe_compile,
+)
+from transfer_study.training.loops import FitResult, fit, predict_logits
 from transfer_study.training.optim import create_optimizer, create_scheduler
 
 logger = logging.getLogger(__name__)
@@ -49,28 +54,6 @@ logger = logging.getLogger(__name__)
 
 def _class_names(split: pd.DataFrame) -> list[str]:
     return sorted(split["label"].unique())
-
-
-def _device_settings(params: Mapping[str, Any]) -> DeviceSettings:
-    device = pick_device(params.get("device", "auto"))
-    torch.backends.cudnn.benchmark = device.type == "cuda"
-    return DeviceSettings(
-        device=device, channels_last=bool(params["channels_last"]), amp=bool(params["amp"])
-    )
-
-
-def maybe_compile(model: nn.Module, setting: bool | str, device: torch.device) -> nn.Module:
-    """``torch.compile``s the model for training when asked, or on CUDA for ``auto``.
-
-    On CPU the compilation costs more than short trainings gain (EfficientNet-Lite0 on
-    2 cores: 82 s to compile for 1.23x faster steps; docs/performance.md).
-    """
-    enabled = device.type == "cuda" if setting == "auto" else bool(setting)
-    return torch.compile(model) if enabled else model
-
-
-def _memory_format(settings: DeviceSettings) -> torch.memory_format:
-    return torch.channels_last if settings.channels_last else torch.preserve_format
 
 
 def _image_loader(
