@@ -16,7 +16,6 @@ from transfer_study.datasets import TorchDataset
 from transfer_study.models.checkpoint import rebuild_classifier
 from transfer_study.models.factory import create_classifier
 from transfer_study.models.preprocessing import pretrained_preprocessing, scaled_to_input_size
-from transfer_study.pipelines.data_processing.image_cache import image_cache_key
 from transfer_study.pipelines.training.nodes import (
     embed_images,
     evaluate_on_test,
@@ -24,6 +23,7 @@ from transfer_study.pipelines.training.nodes import (
     train_on_images,
 )
 from transfer_study.training.device import DeviceSettings, maybe_compile
+from transfer_study.training.image_cache import image_cache_key
 from transfer_study.training.loops import TrainingDivergedError, train_one_epoch
 
 REPO_ROOT = Path(__file__).resolve().parents[3]

@@ -14,8 +14,8 @@ from transfer_study.models.preprocessing import (
     pretrained_preprocessing,
     scaled_to_input_size,
 )
+from transfer_study.training.image_cache import decode_images, image_cache_key
 
-from .image_cache import decode_images, image_cache_key
 from .ingestion import ingest
 
 logger = logging.getLogger(__name__)

@@ -30,7 +30,6 @@ from transfer_study.models.factory import (
 )
 from transfer_study.models.preprocessing import Preprocessing
 from transfer_study.models.transforms import build_eval_transform, build_train_transform
-from transfer_study.pipelines.data_processing.image_cache import image_cache_key, select_image_cache
 from transfer_study.training.data import (
     CachedImageDataset,
     class_indices,
@@ -46,6 +45,7 @@ from transfer_study.training.device import (
     _memory_format,
     maybe_compile,
 )
+from transfer_study.training.image_cache import image_cache_key, select_image_cache
 from transfer_study.training.loops import FitResult, fit, predict_logits
 from transfer_study.training.optim import create_optimizer, create_scheduler
 
