@@ -16,7 +16,7 @@ from transfer_study.datasets import TorchDataset
 from transfer_study.models.checkpoint import rebuild_classifier
 from transfer_study.models.factory import create_classifier
 from transfer_study.models.preprocessing import pretrained_preprocessing, scaled_to_input_size
-from transfer_study.pipelines.training.nodes import (
+from transfer_study.pipelines.variant_nodes import (
     embed_images,
     evaluate_on_test,
     train_on_features,

@@ -1,6 +1,6 @@
 """The data-size ablation: one namespaced training per (variant, samples, angles, seed).
 
-A cell is the study's variant template (``training.variant_template``) plus a node that
+A cell is the study's variant template (``pipelines.variant_template``) plus a node that
 picks the cell's nested training subset and one that condenses its result, under the
 namespace ``ablation.<variant>.n<samples>_a<angles>_s<seed>``. ``kedro viz`` shows the
 cells grouped by variant; ``--namespaces=<cell>`` runs one; a cell whose result file
@@ -25,7 +25,7 @@ from kedro.pipeline import Node, Pipeline
 from kedro.utils import find_kedro_project
 
 from transfer_study.pipelines.data_processing import create_pipeline as data_processing
-from transfer_study.pipelines.training.pipeline import (
+from transfer_study.pipelines.variant_template import (
     VARIANTS,
     embedding_pipeline,
     training_node_and_data,

@@ -1,27 +1,18 @@
-"""Nodes that train a variant (scratch / frozen / fine-tune), embed images for the
-frozen variant, and evaluate a trained model on the test split."""
+"""Training a variant: end to end on cached images (scratch and fine-tune), or only the
+head on cached backbone features (frozen). Both return the checkpoint, the per-epoch
+history and a training summary."""
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import numpy as np
 import pandas as pd
-import torch
-from matplotlib.figure import Figure
 from torch import nn
-from tqdm.auto import tqdm
 
-from transfer_study.evaluation import (
-    classification_metrics,
-    confusion_matrix_figure,
-    training_curves_figure,
-)
-from transfer_study.models.checkpoint import make_checkpoint, rebuild_classifier
+from transfer_study.models.checkpoint import make_checkpoint
 from transfer_study.models.factory import (
     Classifier,
     count_parameters,
@@ -31,22 +22,16 @@ from transfer_study.models.factory import (
 from transfer_study.models.preprocessing import Preprocessing
 from transfer_study.models.transforms import build_eval_transform, build_train_transform
 from transfer_study.training.data import (
-    CachedImageDataset,
+    _image_loader,
     class_indices,
     feature_dataset,
     make_loader,
-    resolve_num_workers,
-    rows_in_cache,
     seed_everything,
 )
-from transfer_study.training.device import (
-    DeviceSettings,
-    _device_settings,
-    _memory_format,
-    maybe_compile,
-)
+from transfer_study.training.device import _device_settings, _memory_format, maybe_compile
+from transfer_study.training.features import _EpochViews, _features_key
 from transfer_study.training.image_cache import image_cache_key, select_image_cache
-from transfer_study.training.loops import FitResult, fit, predict_logits
+from transfer_study.training.loops import FitResult, fit
 from transfer_study.training.optim import create_optimizer, create_scheduler
 
 logger = logging.getLogger(__name__)
@@ -54,29 +39,6 @@ logger = logging.getLogger(__name__)
 
 def _class_names(split: pd.DataFrame) -> list[str]:
     return sorted(split["label"].unique())
-
-
-def _image_loader(
-    cache: dict,
-    rows: pd.DataFrame,
-    class_names: list[str],
-    transform: Callable,
-    params: Mapping[str, Any],
-    *,
-    shuffle: bool,
-    generator: torch.Generator,
-    settings: DeviceSettings,
-) -> torch.utils.data.DataLoader:
-    images = cache["images"][rows_in_cache(cache, rows["path"].tolist())]
-    dataset = CachedImageDataset(images, class_indices(rows["label"], class_names), transform)
-    return make_loader(
-        dataset,
-        batch_size=int(params["batch_size"]),
-        shuffle=shuffle,
-        generator=generator,
-        num_workers=resolve_num_workers(params["num_workers"]),
-        pin_memory=settings.device.type == "cuda",
-    )
 
 
 def _criterion(params: Mapping[str, Any]) -> nn.Module:
@@ -239,134 +201,6 @@ def train_on_images(
     return _trained_outputs(model, result, split, params, model_params, class_names, spec)
 
 
-def _features_key(image_key: str, backbone: str, params: Mapping[str, Any]) -> str:
-    content = {
-        "images": image_key,
-        "backbone": backbone,
-        "weights": params["weights"],
-        "views": int(params["augmented_views"]),
-        "augmentations": params["augmentations"] if int(params["augmented_views"]) else None,
-        "seed": int(params["seed"]) if int(params["augmented_views"]) else None,
-    }
-    digest = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
-    return f"{backbone}-{digest}"
-
-
-@torch.inference_mode()
-def _embed(
-    backbone: nn.Module,
-    images: torch.Tensor,
-    transform: Callable,
-    params: Mapping[str, Any],
-    settings: DeviceSettings,
-    description: str,
-) -> torch.Tensor:
-    backbone.eval()
-    batches = []
-    batch_size = int(params["embedding_batch_size"])
-    for start in tqdm(
-        range(0, len(images), batch_size), desc=description, unit="batch", leave=False
-    ):
-        batch = torch.stack([transform(image) for image in images[start : start + batch_size]])
-        with settings.autocast():
-            batches.append(backbone(settings.to_device(batch)).float().cpu())
-    return torch.cat(batches) if batches else torch.empty(0)
-
-
-def embed_images(
-    decoded_images: Mapping[str, Callable[[], dict]],
-    split: pd.DataFrame,
-    preprocessing: Mapping[str, Any],
-    model_params: Mapping[str, Any],
-    params: Mapping[str, Any],
-) -> dict[str, Callable[[], dict]]:
-    """Embeds every photo once with the frozen pretrained backbone.
-
-    All photos get their un-augmented embedding; with ``augmented_views > 0`` the
-    training photos also get that many augmented embeddings (a new view each epoch).
-    The result is cached by a key of the photos, backbone, weights and views, so every
-    frozen run and ablation cell reuses it.
-
-    Args:
-        decoded_images: The decoded-image cache.
-        split: The split table.
-        preprocessing: Input size and normalisation.
-        model_params: ``model`` parameters (``backbone``).
-        params: The frozen variant's parameters.
-
-    Returns:
-        ``{key: function returning {"paths", "features", "train_paths", "augmented"}}``.
-    """
-    spec = Preprocessing.from_dict(preprocessing)
-    key = _features_key(image_cache_key(split, spec), model_params["backbone"], params)
-
-    def compute() -> dict[str, Any]:
-        settings = _device_settings(params)
-        seed_everything(int(params["seed"]))  # augmented views are reproducible
-        cache = select_image_cache(decoded_images, split, spec)
-        # Only the backbone is used; the head's size is irrelevant here.
-        model = create_classifier(
-            model_params["backbone"], weights=params["weights"], num_classes=2
-        )
-        backbone = model.backbone.to(settings.device, memory_format=_memory_format(settings))
-        paths = split["path"].tolist()
-        images = cache["images"][rows_in_cache(cache, paths)]
-        features = _embed(
-            backbone,
-            images,
-            build_eval_transform(preprocessing=spec),
-            params,
-            settings,
-            "Embedding photos",
-        )
-        train_paths = split.loc[split["split"] == "train", "path"].tolist()
-        views = int(params["augmented_views"])
-        augmented = None
-        if views:
-            train_images = cache["images"][rows_in_cache(cache, train_paths)]
-            transform = build_train_transform(
-                preprocessing=spec, augmentations=params["augmentations"] or []
-            )
-            augmented = torch.stack(
-                [
-                    _embed(
-                        backbone,
-                        train_images,
-                        transform,
-                        params,
-                        settings,
-                        f"Augmented view {v + 1}/{views}",
-                    )
-                    for v in range(views)
-                ]
-            )
-        return {
-            "paths": paths,
-            "features": features,
-            "train_paths": train_paths,
-            "augmented": augmented,
-        }
-
-    return {key: compute}
-
-
-class _EpochViews(torch.utils.data.Dataset):
-    """Training features that show a different augmented view each epoch."""
-
-    def __init__(self, views: torch.Tensor, labels: list[int]) -> None:
-        self.views, self.labels, self.epoch = views, torch.as_tensor(labels), 0
-
-    def set_epoch(self, epoch: int) -> None:
-        """Shows view ``epoch - 1`` (cycling) during epoch ``epoch`` (1-based)."""
-        self.epoch = epoch - 1
-
-    def __len__(self) -> int:
-        return self.views.shape[1]
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.views[self.epoch % len(self.views), index], self.labels[index]
-
-
 def train_on_features(
     backbone_features: Mapping[str, Callable[[], dict]],
     split: pd.DataFrame,
@@ -447,98 +281,3 @@ def train_on_features(
         on_epoch_start=train_set.set_epoch if isinstance(train_set, _EpochViews) else None,
     )
     return _trained_outputs(model, result, split, params, model_params, class_names, spec)
-
-
-def evaluate_on_test(
-    checkpoint: Mapping[str, Any],
-    decoded_images: Mapping[str, Callable[[], dict]],
-    split: pd.DataFrame,
-    params: Mapping[str, Any],
-) -> tuple[pd.DataFrame, dict[str, float], Figure]:
-    """Evaluates a checkpoint on the test split, rebuilt as a user would load it.
-
-    Args:
-        checkpoint: The trained variant's checkpoint.
-        decoded_images: The decoded-image cache.
-        split: The split table.
-        params: ``evaluation`` parameters: ``confidence``, ``bootstrap_resamples``,
-            ``bootstrap_seed``, ``batch_size``, ``top_k``.
-
-    Returns:
-        Per-photo predictions (``path,sample_id,label,predicted,prob_<class>…``), the
-        metrics (accuracy with a cluster-bootstrap CI over physical samples, balanced
-        accuracy, per-class precision/recall/F1, ROC-AUC or top-k) and the confusion
-        matrix figure.
-    """
-    model, metadata = rebuild_classifier(checkpoint)
-    class_names = metadata["class_names"]
-    spec = Preprocessing.from_dict(metadata["preprocessing"])
-    settings = _device_settings(
-        {"device": params.get("device", "auto"), "channels_last": True, "amp": True}
-    )
-    model = model.to(settings.device, memory_format=torch.channels_last)
-    test = split[split["split"] == "test"].reset_index(drop=True)
-    cache = select_image_cache(decoded_images, split, spec)
-    loader = _image_loader(
-        cache,
-        test,
-        class_names,
-        build_eval_transform(preprocessing=spec),
-        {**params, "num_workers": 0},
-        shuffle=False,
-        generator=torch.Generator(),
-        settings=settings,
-    )
-    logits, labels = predict_logits(model, loader, settings)
-    probabilities = torch.softmax(logits, dim=1).numpy()
-    predicted = probabilities.argmax(axis=1)
-    y_true = labels.numpy()
-    metrics = classification_metrics(
-        y_true,
-        predicted,
-        probabilities,
-        class_names,
-        groups=test["sample_id"].to_numpy(),
-        confidence=float(params["confidence"]),
-        n_resamples=int(params["bootstrap_resamples"]),
-        seed=int(params["bootstrap_seed"]),
-        top_k=tuple(params["top_k"]),
-    )
-    predictions = pd.DataFrame(
-        {
-            "path": test["path"],
-            "sample_id": test["sample_id"],
-            "label": test["label"],
-            "predicted": [class_names[i] for i in predicted],
-            **{f"prob_{name}": probabilities[:, i] for i, name in enumerate(class_names)},
-        }
-    )
-    variant = metadata.get("variant", "")
-    title = f"{variant} ({metadata['backbone']}): test accuracy {metrics['accuracy']:.1%}"
-    figure = confusion_matrix_figure(y_true, predicted, class_names, title=title)
-    logger.info(
-        "%s test accuracy %.3f [%.3f, %.3f]",
-        metadata.get("variant"),
-        metrics["accuracy"],
-        metrics["accuracy_ci_low"],
-        metrics["accuracy_ci_high"],
-    )
-    return predictions, {k: float(v) for k, v in metrics.items()}, figure
-
-
-def plot_training_curves(history: pd.DataFrame, summary: Mapping[str, Any]) -> Figure:
-    """Loss and accuracy per epoch for one training run.
-
-    Args:
-        history: ``fit``'s per-epoch history.
-        summary: The training summary (names the variant in the title).
-
-    Returns:
-        The figure.
-    """
-    return training_curves_figure(history, title=f"{summary['variant']}: training curves")
-
-
-def correct_flags(predictions: pd.DataFrame) -> np.ndarray:
-    """Whether each test photo was classified correctly (for paired tests)."""
-    return (predictions["label"] == predictions["predicted"]).to_numpy()
