@@ -32,7 +32,7 @@ from PIL import Image
 import transfer_study
 from transfer_study.training.device import DEVICE_AUTO
 
-from .prediction import (
+from .predictor import (
     PREDICTION_COLUMNS,
     PROBABILITY_PREFIX,
     ImagePredictor,

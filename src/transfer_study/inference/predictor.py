@@ -23,12 +23,11 @@ import pandas as pd
 import torch
 
 from transfer_study.images import ImageDecodeError
+from transfer_study.models.checkpoint import CHECKPOINT_FORMAT, rebuild_classifier
+from transfer_study.models.factory import Classifier
+from transfer_study.models.preprocessing import Preprocessing
+from transfer_study.models.transforms import build_eval_transform, decode_resized
 from transfer_study.training.device import DEVICE_AUTO, pick_device
-
-from .checkpoint import CHECKPOINT_FORMAT, rebuild_classifier
-from .factory import Classifier
-from .preprocessing import Preprocessing
-from .transforms import build_eval_transform, decode_resized
 
 STATUS_OK = "ok"
 STATUS_SKIPPED = "skipped"
