@@ -49,17 +49,18 @@ from torch.utils.data import DataLoader
 from torchvision import datasets, transforms
 
 from transfer_study.datasets import PhotoFolderDataset
-from transfer_study.models.factory import create_classifier, pick_device, set_backbone_trainable
+from transfer_study.models.factory import create_classifier, set_backbone_trainable
 from transfer_study.models.preprocessing import Preprocessing
 from transfer_study.photos.splitting import SPLIT_COLUMNS
-from transfer_study.pipelines.data_processing.image_cache import decode_images, image_cache_key
 from transfer_study.pipelines.data_processing.nodes import resolve_preprocessing
 from transfer_study.pipelines.demo_data.nodes import generate_demo_fragments
-from transfer_study.pipelines.training.nodes import embed_images, train_on_features, train_on_images
 from transfer_study.training import loops
 from transfer_study.training.data import seed_everything
-from transfer_study.training.loops import DeviceSettings
+from transfer_study.training.device import DeviceSettings, pick_device
+from transfer_study.training.features import embed_images
+from transfer_study.training.image_cache import decode_images, image_cache_key
 from transfer_study.training.optim import create_optimizer
+from transfer_study.training.variants import train_on_features, train_on_images
 
 # The tutorial's settings (the "Load Data" and "ConvNet as fixed feature extractor" /
 # "Finetuning the ConvNet" sections).

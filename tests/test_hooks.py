@@ -14,7 +14,7 @@ from kedro.io import DataCatalog, MemoryDataset
 from kedro.pipeline import Node, Pipeline
 from kedro.runner import SequentialRunner
 
-from transfer_study.hooks import ChildRunHook, RunInterrupted
+from transfer_study.tracking.hooks import ChildRunHook, RunInterrupted
 
 
 def _identity(value):

@@ -18,8 +18,8 @@ from tests.kedro_project import (
     run_pipeline,
     tiny_study,
 )
-from transfer_study.hooks import flatten
 from transfer_study.models.checkpoint import rebuild_classifier
+from transfer_study.tracking.hooks import flatten
 
 pytestmark = pytest.mark.slow
 

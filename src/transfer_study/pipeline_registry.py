@@ -3,6 +3,9 @@
 from kedro.framework.project import find_pipelines
 from kedro.pipeline import Pipeline
 
+from transfer_study.pipelines.data_size_ablation.pipeline import configured_grid
+from transfer_study.pipelines.variant_template import VARIANTS, embedding_pipeline
+
 # Pipelines that a plain `kedro run` leaves out: they are run by name.
 _RUN_BY_NAME_ONLY = ("demo_data", "data_size_ablation", "inference")
 
@@ -13,11 +16,18 @@ def register_pipelines() -> dict[str, Pipeline]:
     Returns:
         A mapping from pipeline names to ``Pipeline`` objects. ``__default__`` is the
         study; the demo-data generator, the data-size ablation and inference are only
-        run by name.
+        run by name. The ablation runs after data processing and, when its grid has a
+        variant that trains on backbone features, the embedding step of the study.
     """
     pipelines = find_pipelines(raise_errors=True)
     pipelines["__default__"] = sum(
         (pipeline for name, pipeline in pipelines.items() if name not in _RUN_BY_NAME_ONLY),
         Pipeline([]),
     )
+    grid = configured_grid()
+    needs_features = any(VARIANTS[variant] == "features" for variant in grid["variants"])
+    shared = pipelines["data_processing"] + (
+        embedding_pipeline() if needs_features else Pipeline([])
+    )
+    pipelines["data_size_ablation"] = shared + pipelines["data_size_ablation"]
     return pipelines

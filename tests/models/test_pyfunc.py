@@ -17,8 +17,8 @@ from mlflow.types import DataType
 
 from tests.conftest import write_photo
 from tests.tiny_models import CLASS_NAMES, save_tiny_checkpoint, tiny_checkpoint
-from transfer_study.models.prediction import NotACheckpointError
-from transfer_study.models.pyfunc import (
+from transfer_study.inference.predictor import NotACheckpointError
+from transfer_study.inference.pyfunc import (
     CHECKPOINT_ARTIFACT,
     IMAGE_COLUMN,
     REQUIRED_DISTRIBUTIONS,
@@ -90,7 +90,7 @@ def test_kwargs_pin_requirements_ship_the_code_and_describe_the_io(checkpoint_fi
     assert all("==" in r and "+" not in r for r in requirements)
     (code_path,) = kwargs["code_paths"]
     assert Path(code_path).name == "transfer_study"
-    assert (Path(code_path) / "models" / "pyfunc.py").is_file()
+    assert (Path(code_path) / "inference" / "pyfunc.py").is_file()
     assert kwargs["artifacts"] == {CHECKPOINT_ARTIFACT: str(checkpoint_file)}
     signature = kwargs["signature"]
     assert signature.inputs.input_names() == [IMAGE_COLUMN]

@@ -1,1 +1,1 @@
-"""Backbones, their pretrained preprocessing, and image transforms."""
+"""Backbones and their weights, pretrained preprocessing, image transforms and checkpoints."""

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+from transfer_study.training.device import DeviceSettings
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -122,6 +125,29 @@ def make_loader(
         worker_init_fn=_seed_worker,
         persistent_workers=num_workers > 0,
         pin_memory=pin_memory,
+    )
+
+
+def _image_loader(
+    cache: dict,
+    rows: pd.DataFrame,
+    class_names: list[str],
+    transform: Callable,
+    params: Mapping[str, Any],
+    *,
+    shuffle: bool,
+    generator: torch.Generator,
+    settings: DeviceSettings,
+) -> torch.utils.data.DataLoader:
+    images = cache["images"][rows_in_cache(cache, rows["path"].tolist())]
+    dataset = CachedImageDataset(images, class_indices(rows["label"], class_names), transform)
+    return make_loader(
+        dataset,
+        batch_size=int(params["batch_size"]),
+        shuffle=shuffle,
+        generator=generator,
+        num_workers=resolve_num_workers(params["num_workers"]),
+        pin_memory=settings.device.type == "cuda",
     )
 
 

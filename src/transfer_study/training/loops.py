@@ -3,7 +3,6 @@ classification script, plus early stopping, best-weights restore and divergence 
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import logging
 import time
@@ -15,6 +14,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
+
+from transfer_study.training.device import DeviceSettings
 
 logger = logging.getLogger(__name__)
 
@@ -29,35 +30,6 @@ class EpochResult:
 
     loss: float
     accuracy: float
-
-
-@dataclass(frozen=True)
-class DeviceSettings:
-    """Where and how tensors are computed.
-
-    Attributes:
-        device: The torch device.
-        channels_last: Use the channels-last memory format for 4-D inputs (faster
-            convolutions on CPU and GPU).
-        amp: Mixed precision (float16 autocast with gradient scaling) on CUDA.
-    """
-
-    device: torch.device
-    channels_last: bool
-    amp: bool
-
-    def to_device(self, inputs: torch.Tensor) -> torch.Tensor:
-        """Moves a batch to the device in the chosen memory format."""
-        inputs = inputs.to(self.device, non_blocking=True)
-        if self.channels_last and inputs.dim() == 4:
-            inputs = inputs.contiguous(memory_format=torch.channels_last)
-        return inputs
-
-    def autocast(self) -> contextlib.AbstractContextManager:
-        """Mixed-precision context on CUDA when enabled, otherwise a no-op."""
-        if self.amp and self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.float16)
-        return contextlib.nullcontext()
 
 
 @dataclass(frozen=True)

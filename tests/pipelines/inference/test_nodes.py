@@ -18,8 +18,8 @@ from tests.conftest import write_photo
 from tests.image_files import write_awkward_files
 from tests.tiny_models import CLASS_NAMES, save_tiny_checkpoint, tiny_checkpoint
 from transfer_study.datasets.optional_dataset import OptionalDataset
+from transfer_study.inference.predictor import NotACheckpointError
 from transfer_study.models.checkpoint import rebuild_classifier
-from transfer_study.models.prediction import NotACheckpointError
 from transfer_study.models.preprocessing import Preprocessing
 from transfer_study.models.transforms import build_eval_transform, decode_resized
 from transfer_study.pipelines.inference.nodes import classify_photos, select_model

@@ -16,15 +16,15 @@ from transfer_study.datasets import TorchDataset
 from transfer_study.models.checkpoint import rebuild_classifier
 from transfer_study.models.factory import create_classifier
 from transfer_study.models.preprocessing import pretrained_preprocessing, scaled_to_input_size
-from transfer_study.pipelines.data_processing.image_cache import image_cache_key
-from transfer_study.pipelines.training.nodes import (
+from transfer_study.pipelines.variant_nodes import (
     embed_images,
     evaluate_on_test,
-    maybe_compile,
     train_on_features,
     train_on_images,
 )
-from transfer_study.training.loops import DeviceSettings, TrainingDivergedError, train_one_epoch
+from transfer_study.training.device import DeviceSettings, maybe_compile
+from transfer_study.training.image_cache import image_cache_key
+from transfer_study.training.loops import TrainingDivergedError, train_one_epoch
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 MODEL = {"backbone": "efficientnet_lite0", "image_size": 32}

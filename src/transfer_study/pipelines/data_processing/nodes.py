@@ -15,8 +15,7 @@ from transfer_study.models.preprocessing import (
 )
 from transfer_study.photos.ingestion import ingest
 from transfer_study.photos.splitting import split_photos_by_sample
-
-from .image_cache import decode_images, image_cache_key
+from transfer_study.training.image_cache import decode_images, image_cache_key
 
 logger = logging.getLogger(__name__)
 

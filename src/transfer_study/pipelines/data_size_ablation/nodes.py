@@ -18,7 +18,6 @@ from transfer_study.evaluation.figures import accuracy_heatmap_figure, learning_
 from transfer_study.evaluation.learning_curve import learning_curve_tables
 from transfer_study.evaluation.markdown import recommendation_markdown
 from transfer_study.evaluation.recommendation import recommend_data_budget
-
 from transfer_study.photos.subsets import (
     TRAIN_SPLIT,
     grid_signature,

@@ -1,6 +1,6 @@
 """The data-size ablation: one namespaced training per (variant, samples, angles, seed).
 
-A cell is the study's variant template (``training.variant_template``) plus a node that
+A cell is the study's variant template (``pipelines.variant_template``) plus a node that
 picks the cell's nested training subset and one that condenses its result, under the
 namespace ``ablation.<variant>.n<samples>_a<angles>_s<seed>``. ``kedro viz`` shows the
 cells grouped by variant; ``--namespaces=<cell>`` runs one; a cell whose result file
@@ -24,10 +24,8 @@ from kedro.framework.project import settings
 from kedro.pipeline import Node, Pipeline
 from kedro.utils import find_kedro_project
 
-from transfer_study.pipelines.data_processing import create_pipeline as data_processing
-from transfer_study.pipelines.training.pipeline import (
+from transfer_study.pipelines.variant_template import (
     VARIANTS,
-    embedding_pipeline,
     training_node_and_data,
     variant_template,
 )
@@ -114,7 +112,9 @@ def _cell_pipeline(variant: str, cell: dict[str, Any]) -> Pipeline:
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    """Creates the ablation: data processing, the shared embedding, the cells and the report.
+    """Creates the ablation: the grid check, the cells and the report.
+
+    ``pipeline_registry.py`` runs it after data processing and the shared embedding.
 
     Returns:
         The pipeline.
@@ -148,11 +148,8 @@ def create_pipeline(**kwargs) -> Pipeline:
         ],
         name="report_ablation_node",
     )
-    needs_features = any(VARIANTS[variant] == "features" for variant in grid["variants"])
-    shared = data_processing() + (embedding_pipeline() if needs_features else Pipeline([]))
     return (
-        shared
-        + Pipeline([check])
+        Pipeline([check])
         + sum((_cell_pipeline(variant, cell) for variant, cell in cells), Pipeline([]))
         + Pipeline([report])
     )

@@ -10,7 +10,7 @@ import pandas as pd
 from kedro.io.core import DatasetError
 
 from transfer_study.images import is_hidden_or_system_file
-from transfer_study.models.prediction import (
+from transfer_study.inference.predictor import (
     HOW_TO_GET_A_CHECKPOINT,
     PREDICTION_COLUMNS,
     STATUS_SKIPPED,

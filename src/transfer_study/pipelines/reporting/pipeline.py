@@ -2,7 +2,7 @@
 
 from kedro.pipeline import Node, Pipeline
 
-from transfer_study.pipelines.training import VARIANTS
+from transfer_study.pipelines.variant_template import VARIANTS
 
 from .nodes import compare_variants
 
@@ -11,7 +11,7 @@ def create_pipeline(**kwargs) -> Pipeline:
     """Creates the reporting pipeline.
 
     Returns:
-        One node that compares every variant of ``training.VARIANTS``.
+        One node that compares every variant of ``variant_template.VARIANTS``.
     """
     per_variant = [
         f"{variant}.{name}"

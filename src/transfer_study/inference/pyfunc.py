@@ -30,9 +30,9 @@ from mlflow.types import ColSpec, DataType, Schema
 from PIL import Image
 
 import transfer_study
+from transfer_study.training.device import DEVICE_AUTO
 
-from .factory import DEVICE_AUTO
-from .prediction import (
+from .predictor import (
     PREDICTION_COLUMNS,
     PROBABILITY_PREFIX,
     ImagePredictor,

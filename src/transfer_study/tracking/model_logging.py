@@ -13,8 +13,8 @@ import torch
 from mlflow.models import Model, infer_signature
 
 import transfer_study
+from transfer_study.inference.pyfunc import image_classifier_model_kwargs, pinned_requirements
 from transfer_study.models.checkpoint import rebuild_classifier
-from transfer_study.models.pyfunc import image_classifier_model_kwargs, pinned_requirements
 
 logger = logging.getLogger(__name__)
 

@@ -23,11 +23,11 @@ import pandas as pd
 import torch
 
 from transfer_study.images import ImageDecodeError
-
-from .checkpoint import CHECKPOINT_FORMAT, rebuild_classifier
-from .factory import DEVICE_AUTO, Classifier, pick_device
-from .preprocessing import Preprocessing
-from .transforms import build_eval_transform, decode_resized
+from transfer_study.models.checkpoint import CHECKPOINT_FORMAT, rebuild_classifier
+from transfer_study.models.factory import Classifier
+from transfer_study.models.preprocessing import Preprocessing
+from transfer_study.models.transforms import build_eval_transform, decode_resized
+from transfer_study.training.device import DEVICE_AUTO, pick_device
 
 STATUS_OK = "ok"
 STATUS_SKIPPED = "skipped"

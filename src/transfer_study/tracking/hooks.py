@@ -44,7 +44,7 @@ from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.utils.git_utils import get_git_commit
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
-from transfer_study.tracking import log_trained_model
+from transfer_study.tracking.model_logging import log_trained_model
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""Classifying image files with a trained checkpoint: the predictor, and the MLflow pyfunc model."""

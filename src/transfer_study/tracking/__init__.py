@@ -1,0 +1,1 @@
+"""Experiment tracking: the MLflow child run per training, and trained models logged to it."""

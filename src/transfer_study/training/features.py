@@ -1,0 +1,153 @@
+"""The frozen variant's backbone features: every photo embedded once.
+
+``embed_images`` runs the frozen pretrained backbone over every photo (and, with
+``augmented_views``, over augmented views of the training photos) and keys the result on
+the photos, backbone, weights and views, so every frozen run and ablation cell reuses it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import pandas as pd
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from transfer_study.models.factory import create_classifier
+from transfer_study.models.preprocessing import Preprocessing
+from transfer_study.models.transforms import build_eval_transform, build_train_transform
+from transfer_study.training.data import rows_in_cache, seed_everything
+from transfer_study.training.device import DeviceSettings, _device_settings, _memory_format
+from transfer_study.training.image_cache import image_cache_key, select_image_cache
+
+
+def _features_key(image_key: str, backbone: str, params: Mapping[str, Any]) -> str:
+    content = {
+        "images": image_key,
+        "backbone": backbone,
+        "weights": params["weights"],
+        "views": int(params["augmented_views"]),
+        "augmentations": params["augmentations"] if int(params["augmented_views"]) else None,
+        "seed": int(params["seed"]) if int(params["augmented_views"]) else None,
+    }
+    digest = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
+    return f"{backbone}-{digest}"
+
+
+@torch.inference_mode()
+def _embed(
+    backbone: nn.Module,
+    images: torch.Tensor,
+    transform: Callable,
+    params: Mapping[str, Any],
+    settings: DeviceSettings,
+    description: str,
+) -> torch.Tensor:
+    backbone.eval()
+    batches = []
+    batch_size = int(params["embedding_batch_size"])
+    for start in tqdm(
+        range(0, len(images), batch_size), desc=description, unit="batch", leave=False
+    ):
+        batch = torch.stack([transform(image) for image in images[start : start + batch_size]])
+        with settings.autocast():
+            batches.append(backbone(settings.to_device(batch)).float().cpu())
+    return torch.cat(batches) if batches else torch.empty(0)
+
+
+def embed_images(
+    decoded_images: Mapping[str, Callable[[], dict]],
+    split: pd.DataFrame,
+    preprocessing: Mapping[str, Any],
+    model_params: Mapping[str, Any],
+    params: Mapping[str, Any],
+) -> dict[str, Callable[[], dict]]:
+    """Embeds every photo once with the frozen pretrained backbone.
+
+    All photos get their un-augmented embedding; with ``augmented_views > 0`` the
+    training photos also get that many augmented embeddings (a new view each epoch).
+    The result is cached by a key of the photos, backbone, weights and views, so every
+    frozen run and ablation cell reuses it.
+
+    Args:
+        decoded_images: The decoded-image cache.
+        split: The split table.
+        preprocessing: Input size and normalisation.
+        model_params: ``model`` parameters (``backbone``).
+        params: The frozen variant's parameters.
+
+    Returns:
+        ``{key: function returning {"paths", "features", "train_paths", "augmented"}}``.
+    """
+    spec = Preprocessing.from_dict(preprocessing)
+    key = _features_key(image_cache_key(split, spec), model_params["backbone"], params)
+
+    def compute() -> dict[str, Any]:
+        settings = _device_settings(params)
+        seed_everything(int(params["seed"]))  # augmented views are reproducible
+        cache = select_image_cache(decoded_images, split, spec)
+        # Only the backbone is used; the head's size is irrelevant here.
+        model = create_classifier(
+            model_params["backbone"], weights=params["weights"], num_classes=2
+        )
+        backbone = model.backbone.to(settings.device, memory_format=_memory_format(settings))
+        paths = split["path"].tolist()
+        images = cache["images"][rows_in_cache(cache, paths)]
+        features = _embed(
+            backbone,
+            images,
+            build_eval_transform(preprocessing=spec),
+            params,
+            settings,
+            "Embedding photos",
+        )
+        train_paths = split.loc[split["split"] == "train", "path"].tolist()
+        views = int(params["augmented_views"])
+        augmented = None
+        if views:
+            train_images = cache["images"][rows_in_cache(cache, train_paths)]
+            transform = build_train_transform(
+                preprocessing=spec, augmentations=params["augmentations"] or []
+            )
+            augmented = torch.stack(
+                [
+                    _embed(
+                        backbone,
+                        train_images,
+                        transform,
+                        params,
+                        settings,
+                        f"Augmented view {v + 1}/{views}",
+                    )
+                    for v in range(views)
+                ]
+            )
+        return {
+            "paths": paths,
+            "features": features,
+            "train_paths": train_paths,
+            "augmented": augmented,
+        }
+
+    return {key: compute}
+
+
+class _EpochViews(torch.utils.data.Dataset):
+    """Training features that show a different augmented view each epoch."""
+
+    def __init__(self, views: torch.Tensor, labels: list[int]) -> None:
+        self.views, self.labels, self.epoch = views, torch.as_tensor(labels), 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Shows view ``epoch - 1`` (cycling) during epoch ``epoch`` (1-based)."""
+        self.epoch = epoch - 1
+
+    def __len__(self) -> int:
+        return self.views.shape[1]
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.views[self.epoch % len(self.views), index], self.labels[index]
