@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser import (
+from tests.helpers.browser import (
     Server,
     chromium_driver,
     find_chromium,
@@ -22,7 +22,7 @@ from tests.browser import (
     serve,
     wait_until_still,
 )
-from tests.kedro_project import tiny_study
+from tests.helpers.kedro_project import tiny_study
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 

@@ -12,9 +12,8 @@ import pandas as pd
 import pytest
 from kedro.framework.startup import bootstrap_project
 
-from tests.conftest import write_photo
-from tests.image_files import noise_jpeg_bytes
-from tests.kedro_project import (
+from tests.helpers.image_files import noise_jpeg_bytes
+from tests.helpers.kedro_project import (
     REPO_ROOT,
     TINY_DEMO,
     TINY_TRAINING,
@@ -22,6 +21,7 @@ from tests.kedro_project import (
     project_environment,
     run_pipeline,
 )
+from tests.helpers.photos import write_photo
 from transfer_study.pipeline_registry import register_pipelines
 
 PREDICTIONS = Path("data/07_model_output/predictions.csv")

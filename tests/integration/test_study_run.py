@@ -11,14 +11,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.conftest import write_photo_folder
-from tests.kedro_project import (
+from tests.helpers.kedro_project import (
     TINY_DEMO,
     TINY_TRAINING,
     make_project,
     project_environment,
     run_pipeline,
 )
+from tests.helpers.photos import write_photo_folder
 
 pytestmark = pytest.mark.slow
 

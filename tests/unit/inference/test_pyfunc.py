@@ -15,8 +15,8 @@ import pytest
 import torch
 from mlflow.types import DataType
 
-from tests.conftest import write_photo
-from tests.tiny_models import CLASS_NAMES, save_tiny_checkpoint, tiny_checkpoint
+from tests.helpers.photos import write_photo
+from tests.helpers.tiny_models import CLASS_NAMES, save_tiny_checkpoint, tiny_checkpoint
 from transfer_study.inference.predictor import NotACheckpointError
 from transfer_study.inference.pyfunc import (
     CHECKPOINT_ARTIFACT,

@@ -15,7 +15,7 @@ from jupyter_client.kernelspec import KernelSpecManager
 from nbclient import NotebookClient
 from nbformat import NotebookNode
 
-from tests.kedro_project import REPO_ROOT, tiny_study
+from tests.helpers.kedro_project import REPO_ROOT, tiny_study
 
 NOTEBOOK = REPO_ROOT / "notebooks" / "study_results.ipynb"
 VARIANTS = ("scratch", "frozen", "finetune")

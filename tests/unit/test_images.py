@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import ExifTags, Image, ImageFile
 
-from tests.image_files import (
+from tests.helpers.image_files import (
     AWKWARD_EXPECTATIONS,
     BLUE,
     CMYK_RED,
@@ -50,7 +50,7 @@ DRAFT_SIZE = 100
 
 @pytest.fixture
 def awkward(tmp_path: Path) -> Path:
-    """A folder holding every awkward case from ``tests.image_files``."""
+    """A folder holding every awkward case from ``tests.helpers.image_files``."""
     folder = tmp_path / "awkward"
     assert write_awkward_files(folder) == AWKWARD_EXPECTATIONS
     return folder

@@ -14,9 +14,9 @@ import pytest
 import torch
 from kedro.io.core import DatasetError
 
-from tests.conftest import write_photo
-from tests.image_files import write_awkward_files
-from tests.tiny_models import CLASS_NAMES, save_tiny_checkpoint, tiny_checkpoint
+from tests.helpers.image_files import write_awkward_files
+from tests.helpers.photos import write_photo
+from tests.helpers.tiny_models import CLASS_NAMES, save_tiny_checkpoint, tiny_checkpoint
 from transfer_study.datasets.optional_dataset import OptionalDataset
 from transfer_study.inference.predictor import NotACheckpointError
 from transfer_study.models.checkpoint import rebuild_classifier

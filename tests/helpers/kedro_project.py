@@ -16,7 +16,7 @@ import pytest
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 # Small enough for CI on 2 cores, big enough that every class reaches every split.
 TINY_DEMO = {

@@ -10,7 +10,7 @@ import mlflow
 import pandas as pd
 import pytest
 
-from tests.kedro_project import (
+from tests.helpers.kedro_project import (
     TINY_DEMO,
     TINY_TRAINING,
     make_project,

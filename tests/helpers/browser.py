@@ -31,7 +31,7 @@ import pytest
 if TYPE_CHECKING:
     from selenium.webdriver.remote.webdriver import WebDriver
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = REPO_ROOT / "docs" / "images"
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -11,7 +11,7 @@ import pytest
 import torch
 from mlflow.entities import Run
 
-from tests.kedro_project import (
+from tests.helpers.kedro_project import (
     TINY_DEMO,
     TINY_TRAINING,
     project_environment,

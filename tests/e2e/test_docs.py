@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 REFERENCE = REPO_ROOT / "docs" / "parameters.md"
 # Keys nested deeper than this below their group are documented through their parent.
 DOCUMENTED_DEPTH = 2

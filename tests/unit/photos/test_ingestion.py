@@ -8,8 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.conftest import write_photo, write_photo_folder
-from tests.image_files import write_awkward_files
+from tests.helpers.image_files import write_awkward_files
+from tests.helpers.photos import write_photo, write_photo_folder
 from transfer_study.datasets import PhotoFolderDataset
 from transfer_study.photos.ingestion import DataLayoutError
 from transfer_study.pipelines.data_processing.nodes import ingest_images

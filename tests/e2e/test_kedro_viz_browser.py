@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.browser import (
+from tests.helpers.browser import (
     REPO_ROOT,
     Server,
     chromium_driver,
@@ -23,7 +23,7 @@ from tests.browser import (
     serve,
     wait_until_still,
 )
-from tests.kedro_project import make_project
+from tests.helpers.kedro_project import make_project
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 

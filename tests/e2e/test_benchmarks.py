@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = REPO_ROOT / "benchmarks" / "training_speed.py"
 # Generous: the quick run takes ~20 s on 2 idle cores, far longer on busy ones.
 TIMEOUT_SECONDS = 600

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.pipelines.data_size_ablation.test_nodes import make_split
+from tests.helpers.splits import make_split
 from transfer_study.evaluation.figures import accuracy_heatmap_figure, learning_curve_figure
 from transfer_study.evaluation.learning_curve import (
     extrapolate_power_law,
