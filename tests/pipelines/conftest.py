@@ -1,0 +1,19 @@
+"""Fixtures of the pipeline tests: the registered pipelines, built as ``kedro run`` builds them."""
+
+from __future__ import annotations
+
+import pytest
+from kedro.framework.project import configure_project
+from kedro.pipeline import Pipeline
+
+from tests.helpers.parameters import REPO_ROOT
+from transfer_study.pipeline_registry import register_pipelines
+
+
+@pytest.fixture(scope="session")
+def registered_pipelines() -> dict[str, Pipeline]:
+    """``register_pipelines()`` of the project, its ablation grid read from ``conf/``."""
+    configure_project("transfer_study")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(REPO_ROOT)  # the ablation reads its grid from the project's conf/
+        return register_pipelines()
