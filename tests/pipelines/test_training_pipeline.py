@@ -1,0 +1,233 @@
+"""The training pipeline on ``SequentialRunner``: the variant template under the ``scratch``,
+``frozen`` and ``finetune`` namespaces, each with its own parameter block, trained on the
+outputs of data processing for a tiny photo folder with a tiny backbone."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from kedro.pipeline import Node
+from matplotlib.figure import Figure
+
+from tests.helpers.in_memory_runs import run_in_memory
+from tests.helpers.parameters import TINY_TRAINING, project_parameters
+from tests.helpers.photos import write_photo_folder
+from transfer_study.datasets import PhotoFolderDataset
+from transfer_study.models.checkpoint import rebuild_classifier
+from transfer_study.models.preprocessing import Preprocessing
+from transfer_study.models.transforms import build_eval_transform
+from transfer_study.pipelines import data_processing
+from transfer_study.pipelines.training import create_pipeline
+from transfer_study.pipelines.variant_template import VARIANTS
+from transfer_study.training.data import rows_in_cache
+
+CLASSES = ("ant", "bee", "cat")
+# Different per variant, so that each history shows which block its training read.
+EPOCHS = {"scratch": 1, "frozen": 3, "finetune": 2}
+PER_VARIANT_OUTPUTS = (
+    "model",
+    "training_history",
+    "training_summary",
+    "test_predictions",
+    "test_metrics",
+    "confusion_matrix",
+    "training_curves",
+)
+STUDY_INPUTS = {"decoded_images", "split", "preprocessing"}
+OVERRIDES = {**TINY_TRAINING, **{f"{variant}.epochs": n for variant, n in EPOCHS.items()}}
+
+
+def _node(pipeline, name: str) -> Node:
+    (node,) = [node for node in pipeline.nodes if node.name == name]
+    return node
+
+
+def _variant_blocks(node: Node) -> set[str]:
+    """The node's ``params:`` inputs that belong to a variant's block."""
+    return {
+        name
+        for name in node.inputs
+        if name.startswith("params:") and name.removeprefix("params:").split(".")[0] in VARIANTS
+    }
+
+
+@pytest.fixture(scope="module")
+def study_inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Data processing's split, preprocessing and decoded images for 3 × 8 samples."""
+    photos = write_photo_folder(
+        tmp_path_factory.mktemp("training") / "photos", dict.fromkeys(CLASSES, 8), size=32
+    )
+    pipeline = data_processing.create_pipeline()
+    parameters = project_parameters({**OVERRIDES, "raw_images.path": str(photos)}, pipeline)
+    processed = run_in_memory(
+        pipeline, {**parameters, "raw_images": PhotoFolderDataset(path=str(photos))}
+    )
+    return {name: processed[name] for name in STUDY_INPUTS}
+
+
+@pytest.fixture(scope="module")
+def outputs(study_inputs: dict[str, Any]) -> dict[str, Any]:
+    pipeline = create_pipeline()
+    return run_in_memory(pipeline, {**project_parameters(OVERRIDES, pipeline), **study_inputs})
+
+
+# --- wiring ----------------------------------------------------------------------------
+
+
+def test_each_variant_namespace_trains_with_its_own_parameter_block():
+    pipeline = create_pipeline()
+    for variant in VARIANTS:
+        train = _node(pipeline, f"{variant}.train_node")
+        blocks = _variant_blocks(train)
+        assert blocks, f"{variant}.train_node reads no variant parameter block"
+        assert {name.removeprefix("params:").split(".")[0] for name in blocks} == {variant}
+        assert "params:model" in train.inputs
+        assert train.namespace == variant
+    train_blocks = [
+        frozenset(_variant_blocks(_node(pipeline, f"{v}.train_node"))) for v in VARIANTS
+    ]
+    assert len(set(train_blocks)) == len(VARIANTS)
+
+
+def test_frozen_trains_on_backbone_features_the_others_on_images():
+    pipeline = create_pipeline()
+    embed = _node(pipeline, "embed_images_node")
+    assert embed.outputs == ["backbone_features"]
+    assert {name.removeprefix("params:").split(".")[0] for name in _variant_blocks(embed)} == {
+        "frozen"
+    }
+    assert "backbone_features" in _node(pipeline, "frozen.train_node").inputs
+    for variant in ("scratch", "finetune"):
+        train = _node(pipeline, f"{variant}.train_node")
+        assert "decoded_images" in train.inputs
+        assert "backbone_features" not in train.inputs
+
+
+def test_variants_share_the_study_inputs_and_write_namespaced_outputs():
+    pipeline = create_pipeline()
+    data_inputs = {name for name in pipeline.inputs() if not name.startswith("params:")}
+    assert data_inputs == STUDY_INPUTS
+    assert {"params:model", "params:evaluation"} <= pipeline.inputs()
+    expected = {f"{v}.{name}" for v in VARIANTS for name in PER_VARIANT_OUTPUTS}
+    assert pipeline.all_outputs() == expected | {"backbone_features"}
+    for variant in VARIANTS:
+        evaluate = _node(pipeline, f"{variant}.evaluate_node")
+        assert evaluate.inputs[0] == f"{variant}.model"
+        assert "params:evaluation" in evaluate.inputs
+
+
+# --- a tiny run --------------------------------------------------------------------------
+
+
+def test_every_variant_trains_for_the_epochs_of_its_own_block(outputs):
+    for variant, epochs in EPOCHS.items():
+        history = outputs[f"{variant}.training_history"]
+        summary = outputs[f"{variant}.training_summary"]
+        assert history["epoch"].tolist() == list(range(1, epochs + 1)), variant
+        assert summary["epochs_run"] == epochs
+        assert summary["variant"] == variant
+        assert np.isfinite(history[["train_loss", "val_loss"]].to_numpy()).all()
+        assert history["val_accuracy"].between(0, 1).all()
+        assert 1 <= summary["best_epoch"] <= epochs
+
+
+def test_finetune_warms_up_the_head_then_trains_everything(outputs):
+    history = outputs["finetune.training_history"]
+    assert history["backbone_frozen"].tolist() == [True, False]
+    summary = outputs["finetune.training_summary"]
+    assert summary["trainable_params"] == summary["total_params"]
+
+
+def test_only_the_frozen_variant_keeps_its_backbone_frozen(outputs):
+    frozen = outputs["frozen.training_summary"]
+    assert 0 < frozen["trainable_params"] < frozen["total_params"]
+    scratch = outputs["scratch.training_summary"]
+    assert scratch["trainable_params"] == scratch["total_params"]
+    assert scratch["total_params"] == frozen["total_params"]
+
+
+def test_summaries_count_the_training_samples_of_the_split(outputs, study_inputs):
+    train = study_inputs["split"][study_inputs["split"]["split"] == "train"]
+    for variant in VARIANTS:
+        summary = outputs[f"{variant}.training_summary"]
+        assert summary["n_samples"] == train["sample_id"].nunique()
+        assert summary["n_images"] == len(train)
+        assert summary["backbone"] == TINY_TRAINING["model.backbone"]
+
+
+def test_checkpoints_rebuild_with_the_classes_and_preprocessing_of_the_study(outputs, study_inputs):
+    batch = torch.zeros(2, 3, TINY_TRAINING["model.image_size"], TINY_TRAINING["model.image_size"])
+    for variant in VARIANTS:
+        model, metadata = rebuild_classifier(outputs[f"{variant}.model"])
+        assert metadata["variant"] == variant
+        assert metadata["class_names"] == sorted(CLASSES)
+        assert metadata["preprocessing"] == study_inputs["preprocessing"]
+        with torch.inference_mode():
+            assert model(batch).shape == (2, len(CLASSES))
+
+
+def test_frozen_checkpoint_holds_the_backbone_that_made_the_features(outputs, study_inputs):
+    (features,) = outputs["backbone_features"].values()
+    cached = features()
+    model, metadata = rebuild_classifier(outputs["frozen.model"])
+    (decoded,) = study_inputs["decoded_images"].values()
+    images = decoded()
+    spec = Preprocessing.from_dict(metadata["preprocessing"])
+    transform = build_eval_transform(preprocessing=spec)
+    rows = images["images"][rows_in_cache(images, cached["paths"])]
+    with torch.inference_mode():
+        recomputed = model.backbone(torch.stack([transform(image) for image in rows]))
+    torch.testing.assert_close(recomputed, cached["features"], atol=1e-4, rtol=1e-4)
+
+
+def test_every_variant_is_tested_on_the_same_test_photos(outputs, study_inputs):
+    split = study_inputs["split"]
+    test_paths = sorted(split.loc[split["split"] == "test", "path"])
+    for variant in VARIANTS:
+        predictions = outputs[f"{variant}.test_predictions"]
+        assert sorted(predictions["path"]) == test_paths
+        assert set(predictions["predicted"]) <= set(CLASSES)
+        probabilities = predictions[[f"prob_{name}" for name in sorted(CLASSES)]]
+        np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_test_metrics_agree_with_the_test_predictions(outputs):
+    for variant in VARIANTS:
+        predictions = outputs[f"{variant}.test_predictions"]
+        metrics = outputs[f"{variant}.test_metrics"]
+        correct = (predictions["label"] == predictions["predicted"]).mean()
+        assert metrics["accuracy"] == pytest.approx(correct)
+        assert metrics["accuracy_ci_low"] <= metrics["accuracy"] <= metrics["accuracy_ci_high"]
+        assert metrics["accuracy_ci_low"] >= 0.0 and metrics["accuracy_ci_high"] <= 1.0
+
+
+def test_figures_are_drawn_for_every_variant(outputs):
+    for variant in VARIANTS:
+        curves = outputs[f"{variant}.training_curves"]
+        assert isinstance(curves, Figure)
+        assert isinstance(outputs[f"{variant}.confusion_matrix"], Figure)
+        titles = [text.get_text() for text in curves.texts] + [
+            axes.get_title() for axes in curves.axes
+        ]
+        assert any(variant in title for title in titles), titles
+
+
+def test_same_parameters_give_the_same_histories(outputs, study_inputs):
+    """Seeds come from the parameter blocks: a second run of one variant repeats the first."""
+    pipeline = create_pipeline().only_nodes_with_namespaces(["scratch"])
+    again = run_in_memory(pipeline, {**project_parameters(OVERRIDES, pipeline), **study_inputs})
+    columns = ["train_loss", "val_loss", "val_accuracy"]
+    pd.testing.assert_frame_equal(
+        again["scratch.training_history"][columns], outputs["scratch.training_history"][columns]
+    )
+
+
+def test_an_unknown_optimizer_in_one_block_stops_that_variant(study_inputs):
+    pipeline = create_pipeline().only_nodes_with_namespaces(["finetune"])
+    with pytest.raises(Exception, match="optimizer"):
+        parameters = project_parameters({**OVERRIDES, "finetune.optimizer": "adamx"}, pipeline)
+        run_in_memory(pipeline, {**parameters, **study_inputs})
