@@ -1,0 +1,163 @@
+"""The reporting pipeline on ``SequentialRunner``: three variants' test predictions, metrics
+and summaries in, the comparison table, McNemar tests, Markdown report and chart out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.figure import Figure
+
+from tests.helpers.in_memory_runs import run_in_memory
+from tests.helpers.parameters import project_parameters
+from transfer_study.evaluation.metrics import classification_metrics
+from transfer_study.pipelines import training
+from transfer_study.pipelines.reporting import create_pipeline
+from transfer_study.pipelines.variant_template import VARIANTS
+
+CLASSES = ["natural", "plastic"]
+N_SAMPLES, N_ANGLES = 6, 2
+# Photos each variant gets right, out of N_SAMPLES × N_ANGLES.
+CORRECT = {"scratch": 6, "frozen": 9, "finetune": 12}
+PER_VARIANT = ("test_metrics", "training_summary", "test_predictions")
+CONFIDENCE = 0.9
+OVERRIDES = {"evaluation.confidence": CONFIDENCE, "evaluation.bootstrap_resamples": 100}
+
+
+def _test_photos() -> pd.DataFrame:
+    rows = []
+    for sample in range(N_SAMPLES):
+        label = CLASSES[sample % 2]
+        for angle in range(N_ANGLES):
+            rows.append(
+                {
+                    "path": f"{label}/s{sample:04d}_a{angle:02d}.jpg",
+                    "sample_id": f"s{sample:04d}",
+                    "label": label,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def _variant_results(
+    variant: str, n_correct: int, seconds: float, photos: pd.DataFrame
+) -> dict[str, Any]:
+    """What the training pipeline writes for a variant: its first ``n_correct`` right."""
+    labels = photos["label"].map(CLASSES.index).to_numpy()
+    predicted = labels.copy()
+    predicted[n_correct:] = 1 - predicted[n_correct:]
+    probabilities = np.full((len(labels), 2), 0.2)
+    probabilities[np.arange(len(labels)), predicted] = 0.8
+    metrics = classification_metrics(
+        labels,
+        predicted,
+        probabilities,
+        CLASSES,
+        groups=photos["sample_id"].to_numpy(),
+        n_resamples=100,
+    )
+    predictions = photos.assign(
+        predicted=[CLASSES[i] for i in predicted],
+        **{f"prob_{name}": probabilities[:, i] for i, name in enumerate(CLASSES)},
+    )
+    summary = {
+        "variant": variant,
+        "backbone": "efficientnet_lite0",
+        "weights": "none" if variant == "scratch" else "imagenet",
+        "seed": 0,
+        "train_seconds": seconds,
+        "epochs_run": 3,
+        "best_epoch": 2,
+        "trainable_params": 1000 if variant == "frozen" else 5000,
+        "total_params": 5000,
+    }
+    return {
+        f"{variant}.test_metrics": {k: float(v) for k, v in metrics.items()},
+        f"{variant}.training_summary": summary,
+        f"{variant}.test_predictions": predictions,
+    }
+
+
+def _inputs(photos_of: dict[str, pd.DataFrame] | None = None) -> dict[str, Any]:
+    photos_of = photos_of or {}
+    results: dict[str, Any] = {}
+    for seconds, (variant, n_correct) in enumerate(CORRECT.items(), start=1):
+        photos = photos_of.get(variant, _test_photos())
+        results.update(_variant_results(variant, n_correct, float(seconds), photos))
+    return {**project_parameters(OVERRIDES, create_pipeline()), **results}
+
+
+@pytest.fixture(scope="module")
+def outputs() -> dict[str, Any]:
+    return run_in_memory(create_pipeline(), _inputs())
+
+
+def test_reporting_reads_each_variant_in_the_order_compare_variants_expects():
+    (node,) = create_pipeline().nodes
+    assert node.inputs == [
+        "params:model",
+        "params:evaluation",
+        *(f"{variant}.{name}" for variant in VARIANTS for name in PER_VARIANT),
+    ]
+
+
+def test_every_variant_result_reporting_reads_is_written_by_training():
+    data_inputs = {name for name in create_pipeline().inputs() if not name.startswith("params:")}
+    assert data_inputs <= training.create_pipeline().all_outputs()
+    assert len(data_inputs) == len(VARIANTS) * len(PER_VARIANT)
+
+
+def test_comparison_has_one_row_per_variant_with_its_own_results(outputs):
+    comparison = outputs["variant_comparison"]
+    assert comparison["variant"].tolist() == list(VARIANTS)
+    rows = comparison.set_index("variant")
+    n_photos = N_SAMPLES * N_ANGLES
+    for seconds, (variant, n_correct) in enumerate(CORRECT.items(), start=1):
+        assert rows.loc[variant, "accuracy"] == pytest.approx(n_correct / n_photos)
+        assert rows.loc[variant, "train_seconds"] == seconds
+    assert rows.loc["frozen", "trainable_params"] == 1000
+    assert rows.loc["scratch", "weights"] == "none"
+    assert (rows["accuracy_ci_low"] <= rows["accuracy"]).all()
+    assert (rows["accuracy"] <= rows["accuracy_ci_high"]).all()
+
+
+def test_comparison_names_the_backbone_of_the_model_block(outputs):
+    backbone = project_parameters()["params:model.backbone"]
+    assert set(outputs["variant_comparison"]["backbone"]) == {backbone}
+    assert backbone in outputs["variant_comparison_report"]
+
+
+def test_mcnemar_compares_every_pair_on_the_same_photos(outputs):
+    mcnemar = outputs["variant_mcnemar"]
+    pairs = {
+        frozenset(pair) for pair in zip(mcnemar["variant_a"], mcnemar["variant_b"], strict=True)
+    }
+    assert pairs == {
+        frozenset(("scratch", "frozen")),
+        frozenset(("scratch", "finetune")),
+        frozenset(("frozen", "finetune")),
+    }
+    row = mcnemar[(mcnemar["variant_a"] == "scratch") & (mcnemar["variant_b"] == "finetune")]
+    assert row["n_a_only_correct"].item() == 0
+    assert row["n_b_only_correct"].item() == CORRECT["finetune"] - CORRECT["scratch"]
+    assert mcnemar["p_value_holm"].between(0, 1).all()
+
+
+def test_report_and_chart_use_the_evaluation_confidence(outputs):
+    report = outputs["variant_comparison_report"]
+    for variant in VARIANTS:
+        assert variant in report
+    assert f"{100 * CONFIDENCE:g} %" in report
+    chart = outputs["variant_comparison_chart"]
+    assert isinstance(chart, Figure)
+    titles = [axes.get_title() for axes in chart.axes] + [t.get_text() for t in chart.texts]
+    assert any(f"{CONFIDENCE:.0%}" in title for title in titles), titles
+
+
+def test_variants_tested_on_different_photos_are_refused():
+    other = _test_photos()
+    other.loc[0, "path"] = "natural/elsewhere.jpg"
+    with pytest.raises(ValueError, match="different test photos"):
+        run_in_memory(create_pipeline(), _inputs({"frozen": other}))
