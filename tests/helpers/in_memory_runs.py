@@ -17,7 +17,14 @@ from kedro.runner import SequentialRunner
 
 
 class RetainedMemoryDataset(MemoryDataset):
-    """A ``MemoryDataset`` that keeps its data when the runner releases it."""
+    """A ``MemoryDataset`` that keeps its data when the runner releases it.
+
+    It hands values on as they are (``copy_mode="assign"``): deep copies of every figure
+    and checkpoint took a third of a tiny ablation's run time.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(copy_mode="assign")
 
     def _release(self) -> None:
         pass

@@ -24,9 +24,14 @@ def one_torch_thread() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def registered_pipelines() -> dict[str, Pipeline]:
-    """``register_pipelines()`` of the project, its ablation grid read from ``conf/``."""
+def configured_project() -> None:
+    """Points Kedro at the project package, as ``kedro run`` does (``find_pipelines`` needs it)."""
     configure_project("transfer_study")
+
+
+@pytest.fixture(scope="session")
+def registered_pipelines(configured_project: None) -> dict[str, Pipeline]:
+    """``register_pipelines()`` of the project, its ablation grid read from ``conf/``."""
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(REPO_ROOT)  # the ablation reads its grid from the project's conf/
         return register_pipelines()
