@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+from collections.abc import Callable, Mapping
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -31,3 +34,28 @@ def write_photo_folder(
                 )
             sample += 1
     return root
+
+
+def encoded_photos(
+    images: Mapping[str, Callable[[], Image.Image]], fmt: str = "JPEG", suffix: str = ".jpg"
+) -> dict[str, Callable[[], bytes]]:
+    """Lazily rendered images as a photo folder's lazy loaders of file bytes.
+
+    What the demo pipeline's partitions become once saved with ``filename_suffix`` and read
+    back by ``PhotoFolderDataset``, without touching the disk.
+
+    Args:
+        images: ``{name without suffix: function returning a PIL image}``.
+        fmt: Pillow format to encode with.
+        suffix: Appended to each name, as ``PartitionedDataset``'s ``filename_suffix``.
+
+    Returns:
+        ``{name + suffix: function returning the encoded bytes}``.
+    """
+
+    def encode(render: Callable[[], Image.Image]) -> bytes:
+        buffer = io.BytesIO()
+        render().save(buffer, format=fmt)
+        return buffer.getvalue()
+
+    return {f"{name}{suffix}": partial(encode, render) for name, render in images.items()}
