@@ -13,10 +13,11 @@ from tests.helpers.parameters import REPO_ROOT
 from transfer_study.pipeline_registry import register_pipelines
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="module", autouse=True)
 def one_torch_thread() -> Iterator[None]:
     """Tiny models gain nothing from intra-op threads; on a busy 2-core machine the
-    threads' contention made the training runs 3-4 times slower."""
+    threads' contention made the training runs 3-4 times slower. Per module, so that
+    tests outside this folder keep torch's default."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
