@@ -47,10 +47,10 @@ TINY_GRID = {
     "data_size_ablation.n_angles": [2],
     "data_size_ablation.seeds": [0, 1],
     "data_size_ablation.report.bootstrap_resamples": 100,
-    # The ablation's own change to a variant's block, on top of TINY_TRAINING's.
-    "data_size_ablation.training_overrides": {"scratch": {"epochs": 1}},
+    # The ablation's own changes to the variants' blocks, on top of TINY_TRAINING's.
+    "data_size_ablation.training_overrides": {"scratch": {"epochs": 1}, "frozen": {"epochs": 3}},
 }
-EPOCHS_RUN = {"scratch": 1, "frozen": TINY_TRAINING["frozen.epochs"]}
+EPOCHS_RUN = {"scratch": 1, "frozen": 3}
 TINY_CELLS = [
     (variant, n, a, s) for variant, n, a, s in product(["scratch", "frozen"], [4, 8], [2], [0, 1])
 ]
