@@ -456,6 +456,40 @@ def test_unfrozen_backbone_trains_everything_again():
     assert trainable == total
 
 
+def _norm_types(model: nn.Module) -> list[type]:
+    return [type(m) for m in model.modules() if isinstance(m, nn.modules.batchnorm._NormBase)]
+
+
+@pytest.mark.parametrize("backbone", ["efficientnet_lite0", "resnet18"])
+def test_state_dicts_saved_while_frozen_and_after_unfreezing_load_into_a_fresh_model(
+    tmp_path, backbone
+):
+    model = create_classifier(backbone, weights="none", num_classes=NUM_CLASSES)
+    norms, parameters = _norm_types(model), list(model.parameters())
+
+    set_backbone_trainable(model, False)
+    torch.save(_perturbed_state(model), tmp_path / "frozen.pt")
+    set_backbone_trainable(model, True)
+    torch.save(_perturbed_state(model), tmp_path / "unfrozen.pt")
+
+    assert _norm_types(model) == norms  # no FrozenBatchNorm2d swap
+    assert all(a is b for a, b in zip(model.parameters(), parameters, strict=True))
+    for name in ("frozen.pt", "unfrozen.pt"):
+        saved = torch.load(tmp_path / name, weights_only=True)
+        fresh = create_classifier(backbone, weights="none", num_classes=NUM_CLASSES)
+        fresh.load_state_dict(saved)  # strict: same keys, num_batches_tracked included
+        assert all(torch.equal(fresh.state_dict()[key], value) for key, value in saved.items())
+
+
+def test_freezing_covers_parameters_the_backbone_holds_itself():
+    model = create_classifier("test_vit", weights="none", num_classes=NUM_CLASSES)
+    assert dict(model.backbone.named_parameters(recurse=False)), "needs e.g. pos_embed"
+
+    set_backbone_trainable(model, False)
+
+    assert not any(p.requires_grad for p in model.backbone.parameters())
+
+
 # --- device -------------------------------------------------------------------------
 
 
