@@ -30,7 +30,6 @@ from transfer_study.models.factory import (
 )
 from transfer_study.models.preprocessing import BUNDLED_TIMM_ARCHITECTURES
 from transfer_study.models.weights import WeightsUnavailableError, load_weights_file
-from transfer_study.training.device import pick_device
 
 NUM_CLASSES = 3
 BATCH = 2  # BatchNorm needs more than one value per channel in training mode
@@ -488,42 +487,3 @@ def test_freezing_covers_parameters_the_backbone_holds_itself():
     set_backbone_trainable(model, False)
 
     assert not any(p.requires_grad for p in model.backbone.parameters())
-
-
-# --- device -------------------------------------------------------------------------
-
-
-def _availability(monkeypatch: pytest.MonkeyPatch, *, cuda: bool, mps: bool) -> None:
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
-    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
-
-
-@pytest.mark.parametrize(
-    ("cuda", "mps", "expected"),
-    [(True, True, "cuda"), (False, True, "mps"), (False, False, "cpu")],
-)
-def test_auto_device_prefers_cuda_then_mps_then_cpu(monkeypatch, cuda, mps, expected):
-    _availability(monkeypatch, cuda=cuda, mps=mps)
-
-    assert pick_device("auto") == torch.device(expected)
-
-
-def test_explicit_devices_are_honoured(monkeypatch):
-    _availability(monkeypatch, cuda=True, mps=True)
-
-    assert pick_device("cpu") == torch.device("cpu")
-    assert pick_device("mps") == torch.device("mps")
-    assert pick_device("cuda") == torch.device("cuda")
-
-
-@pytest.mark.parametrize("device", ["cuda", "mps"])
-def test_unavailable_explicit_device_is_refused(monkeypatch, device):
-    _availability(monkeypatch, cuda=False, mps=False)
-
-    with pytest.raises(RuntimeError, match=f"'{device}' was requested but is not available"):
-        pick_device(device)
-
-
-def test_unknown_device_is_refused():
-    with pytest.raises(ValueError, match="Unknown device 'tpu'"):
-        pick_device("tpu")
