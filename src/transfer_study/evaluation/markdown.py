@@ -44,9 +44,9 @@ def _format_cell(column: str, row: pd.Series) -> str:
 
 
 def _markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return lines
+    table = pd.DataFrame([list(row) for row in rows], columns=list(headers))
+    # disable_numparse: tabulate would rewrite numeric-looking cells ("+4.6" -> "4.6").
+    return table.to_markdown(index=False, disable_numparse=True).splitlines()
 
 
 def _pair_row(mcnemar_table: pd.DataFrame, a: str, b: str) -> pd.Series | None:

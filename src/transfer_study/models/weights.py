@@ -6,8 +6,9 @@ weights, and torchvision's and timm's ImageNet weights.
   ``tf_efficientnet_lite0``.
 * torchvision's ImageNet weights come from torch hub's cache, timm's from the Hugging Face
   cache; when they cannot be obtained, ``WeightsUnavailableError`` says how to provide them.
-* A weights file (``.pth``/``.pt``/``.bin``/``.safetensors``) is unwrapped from common
-  checkpoint containers and checked against the architecture before anything is loaded.
+* A weights file (``.pth``/``.pt``/``.bin``/``.safetensors``) is read by timm's
+  ``load_state_dict`` (checkpoint containers, DDP and ``torch.compile`` prefixes) and checked
+  against the architecture before anything is loaded.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ import pickle
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import safetensors.torch
 import timm
+import timm.models
 import torch
 import torchvision.models
 from torch import nn
@@ -42,11 +43,10 @@ _LITE_LAYOUT_MARKER_KEY = "_conv_stem.weight"
 _LITE_CLASSIFIER_PREFIX = "_fc."
 
 WEIGHTS_FILE_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors")
-_SAFETENSORS_SUFFIX = ".safetensors"
-# Checkpoint containers that wrap the actual state dict, and prefixes added by
-# DataParallel/DDP (``module.``) or Lightning-style wrappers (``model.``).
-_STATE_DICT_CONTAINER_KEYS = ("state_dict", "model", "model_state_dict")
-_WRAPPER_PREFIXES = ("module.", "model.")
+# timm unwraps "state_dict" and "model" only; the PyTorch tutorials' container is ours.
+_TUTORIAL_CONTAINER_KEY = "model_state_dict"
+# timm strips DDP's "module." and torch.compile's "_orig_mod."; Lightning's "model." is ours.
+_LIGHTNING_PREFIX = "model."
 # BatchNorm counters: absent from some checkpoints and irrelevant to the function computed.
 _BATCH_COUNTER_SUFFIX = "num_batches_tracked"
 # How many offending keys an error message shows.
@@ -60,10 +60,12 @@ class WeightsUnavailableError(RuntimeError):
 def load_weights_file(path: str) -> dict[str, torch.Tensor]:
     """Reads a state dict from a local file, unwrapping common checkpoint containers.
 
-    ``.safetensors`` files are read with safetensors, others with ``torch.load`` in
-    ``weights_only`` mode (no arbitrary code). ``{"state_dict": ...}``, ``{"model": ...}``
-    and ``{"model_state_dict": ...}`` are unwrapped, and ``module.``/``model.`` prefixes
-    shared by every key are stripped.
+    timm's ``load_state_dict`` reads ``.safetensors`` files with safetensors and others
+    with ``torch.load`` in ``weights_only`` mode (no arbitrary code), takes the state dict
+    out of ``{"state_dict": ...}`` or ``{"model": ...}`` (not an EMA copy) and strips the
+    ``module.`` (DDP) and ``_orig_mod.`` (``torch.compile``) prefixes. Here
+    ``{"model_state_dict": ...}`` is unwrapped too, and a ``model.`` prefix shared by every
+    key is stripped.
 
     Args:
         path: Path of a ``.pth``, ``.pt``, ``.bin`` or ``.safetensors`` file.
@@ -86,17 +88,51 @@ def load_weights_file(path: str) -> dict[str, torch.Tensor]:
             "relative to the directory kedro runs in), or use model.weights=imagenet or "
             "model.weights=none."
         )
-    if path.lower().endswith(_SAFETENSORS_SUFFIX):
-        loaded: Any = safetensors.torch.load_file(path, device="cpu")
-    else:
-        try:
-            loaded = torch.load(path, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError as error:
-            raise ValueError(
-                f"'{path}' is not a plain state dict (it pickles objects, e.g. a whole "
-                "model); save model.state_dict() instead."
-            ) from error
-    return _strip_wrapper_prefixes(_unwrap_state_dict(loaded, path))
+    state = _read_state_dict(path)
+    if isinstance(state.get(_TUTORIAL_CONTAINER_KEY), Mapping):
+        state = timm.models.clean_state_dict(state[_TUTORIAL_CONTAINER_KEY])
+    _check_is_state_dict(state, path)
+    return _strip_lightning_prefix(state)
+
+
+def _read_state_dict(path: str) -> dict[str, Any]:
+    try:
+        state = timm.models.load_state_dict(path, use_ema=False, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError) as error:
+        # timm re-raises torch's refusal to unpickle objects as a RuntimeError.
+        if not isinstance(error, pickle.UnpicklingError) and not isinstance(
+            error.__cause__, pickle.UnpicklingError
+        ):
+            raise
+        raise ValueError(
+            f"'{path}' is not a plain state dict (it pickles objects, e.g. a whole "
+            "model); save model.state_dict() instead."
+        ) from error
+    except AttributeError as error:
+        # timm calls .items() on whatever the file holds, e.g. a bare tensor or a list.
+        raise _no_state_dict_error(path) from error
+    return dict(state)
+
+
+def _check_is_state_dict(state: Mapping[str, Any], path: str) -> None:
+    if not state or not all(isinstance(value, torch.Tensor) for value in state.values()):
+        raise _no_state_dict_error(path)
+
+
+def _no_state_dict_error(path: str) -> ValueError:
+    return ValueError(
+        f"'{path}' holds no state dict (a mapping of names to tensors, possibly under "
+        f"'state_dict', 'model' or '{_TUTORIAL_CONTAINER_KEY}')."
+    )
+
+
+def _strip_lightning_prefix(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    # Only a prefix shared by every key is a wrapper's; a layer may be named "model".
+    if not all(key.startswith(_LIGHTNING_PREFIX) for key in state):
+        return state
+    return timm.models.clean_state_dict(
+        {key[len(_LIGHTNING_PREFIX) :]: value for key, value in state.items()}
+    )
 
 
 def _check_weights_value(weights: str) -> None:
@@ -202,39 +238,6 @@ def _create_pretrained_timm(backbone: str) -> nn.Module:
             "), then copy the Hugging Face cache (HF_HOME) here and set HF_HUB_OFFLINE=1, or "
             "pass the file with model.weights=/path/to/file.safetensors."
         ) from error
-
-
-def _unwrap_state_dict(loaded: Any, path: str) -> dict[str, torch.Tensor]:
-    while isinstance(loaded, Mapping):
-        container_key = next(
-            (key for key in _STATE_DICT_CONTAINER_KEYS if isinstance(loaded.get(key), Mapping)),
-            None,
-        )
-        if container_key is None:
-            break
-        loaded = loaded[container_key]
-    if (
-        not isinstance(loaded, Mapping)
-        or not loaded
-        or not all(isinstance(value, torch.Tensor) for value in loaded.values())
-    ):
-        raise ValueError(
-            f"'{path}' holds no state dict (a mapping of names to tensors, possibly under "
-            f"one of {list(_STATE_DICT_CONTAINER_KEYS)})."
-        )
-    return dict(loaded)
-
-
-def _strip_wrapper_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    # Only a prefix shared by every key is a wrapper's; a layer may be named "model".
-    stripped = True
-    while stripped:
-        stripped = False
-        for prefix in _WRAPPER_PREFIXES:
-            if all(key.startswith(prefix) for key in state):
-                state = {key[len(prefix) :]: value for key, value in state.items()}
-                stripped = True
-    return state
 
 
 def _load_checked(

@@ -4,7 +4,7 @@ and ``torch.compile``."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,11 +13,8 @@ from torch import nn
 
 DEVICE_AUTO = "auto"
 _CPU = "cpu"
-_ACCELERATORS: dict[str, Callable[[], bool]] = {
-    # Looked up at call time so that tests can monkeypatch availability.
-    "cuda": lambda: torch.cuda.is_available(),
-    "mps": lambda: torch.backends.mps.is_available(),
-}
+# Accelerators that can be asked for by name; "auto" takes whichever torch reports.
+_ACCELERATORS = ("cuda", "mps")
 
 
 @dataclass(frozen=True)
@@ -53,8 +50,9 @@ def pick_device(preference: str = DEVICE_AUTO) -> torch.device:
     """Chooses the device to train and evaluate on.
 
     Args:
-        preference: ``"auto"`` (CUDA, else Apple MPS, else CPU), or ``"cpu"``, ``"cuda"``
-            or ``"mps"`` explicitly.
+        preference: ``"auto"`` (the accelerator torch was built for if it is available
+            here, e.g. CUDA or Apple MPS, else CPU), or ``"cpu"``, ``"cuda"`` or ``"mps"``
+            explicitly.
 
     Returns:
         The device.
@@ -63,17 +61,16 @@ def pick_device(preference: str = DEVICE_AUTO) -> torch.device:
         ValueError: If the preference is not one of the names above.
         RuntimeError: If an explicitly requested accelerator is not available.
     """
-    if preference == DEVICE_AUTO:
-        for name, is_available in _ACCELERATORS.items():
-            if is_available():
-                return torch.device(name)
-        return torch.device(_CPU)
+    choices = [DEVICE_AUTO, _CPU, *_ACCELERATORS]
+    if preference not in choices:
+        raise ValueError(f"Unknown device '{preference}'; use one of {choices}.")
     if preference == _CPU:
         return torch.device(_CPU)
-    if preference not in _ACCELERATORS:
-        choices = [DEVICE_AUTO, _CPU, *_ACCELERATORS]
-        raise ValueError(f"Unknown device '{preference}'; use one of {choices}.")
-    if not _ACCELERATORS[preference]():
+    # check_available: a CUDA build names "cuda" even on a machine without a GPU.
+    accelerator = torch.accelerator.current_accelerator(check_available=True)
+    if preference == DEVICE_AUTO:
+        return torch.device(accelerator.type if accelerator is not None else _CPU)
+    if accelerator is None or accelerator.type != preference:
         raise RuntimeError(
             f"Device '{preference}' was requested but is not available on this machine; "
             f"use '{DEVICE_AUTO}' or '{_CPU}'."

@@ -3,26 +3,30 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
+import timm.optim
 import torch
 from torch import nn
 
-_OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+# Our names to timm's: our "sgd" is classical momentum (timm's "sgd" adds Nesterov).
+_OPTIMIZERS = {"sgd": "momentum", "adam": "adam", "adamw": "adamw"}
 _SCHEDULERS = ("none", "step", "cosine", "onecycle")
 
 
 def create_optimizer(
     *, head: nn.Module, backbone: nn.Module | None, params: Mapping[str, Any]
 ) -> torch.optim.Optimizer:
-    """Builds the optimiser: a head group and, if the backbone trains, a backbone group.
+    """Builds the optimiser with timm: head groups and, if the backbone trains, backbone groups.
 
-    The backbone group's learning rate is ``lr × backbone_lr_multiplier``
-    (discriminative learning rates, as in fastai's ``fine_tune`` and Lightning's
-    ``BackboneFinetuning``). During a head warm-up the backbone's parameters are in
-    the optimiser but have ``requires_grad=False``; torch optimisers skip parameters
-    without gradients, so they stay untouched until unfrozen, and schedules see every
-    group from the start.
+    The backbone's learning rate is ``lr × backbone_lr_multiplier`` (discriminative
+    learning rates, as in fastai's ``fine_tune`` and Lightning's ``BackboneFinetuning``).
+    timm's ``param_groups_weight_decay`` splits each module's parameters so that norm and
+    bias parameters (all 1-d ones) get no weight decay. Parameters with
+    ``requires_grad=False`` are left out, so create the optimiser while the backbone is
+    trainable when it is to train later: ``fit``'s head warm-up then freezes it, and torch
+    optimisers skip parameters without gradients until it is unfrozen.
 
     Args:
         head: The classification head.
@@ -31,27 +35,46 @@ def create_optimizer(
             (sgd), ``backbone_lr_multiplier``.
 
     Returns:
-        The optimiser.
+        The optimiser; the head's groups come first.
 
     Raises:
         ValueError: For an unknown optimiser name.
     """
     name = str(params["optimizer"]).lower()
+    lr, weight_decay = float(params["lr"]), float(params["weight_decay"])
+    momentum = float(params["momentum"]) if name == "sgd" else 0.0  # timm passes it to sgd only
+    multiplier = float(params["backbone_lr_multiplier"]) if backbone is not None else 1.0
     if name not in _OPTIMIZERS:
         raise ValueError(
             f"Unknown optimizer '{params['optimizer']}'; choose one of {sorted(_OPTIMIZERS)}."
         )
-    lr = float(params["lr"])
-    options: dict[str, Any] = {"lr": lr, "weight_decay": float(params["weight_decay"])}
-    if name == "sgd":
-        options["momentum"] = float(params["momentum"])
-    groups = [{"params": list(head.parameters()), "name": "head"}]
-    if backbone is not None:
-        backbone_lr = lr * float(params["backbone_lr_multiplier"])
-        groups.append(
-            {"params": list(backbone.parameters()), "name": "backbone", "lr": backbone_lr}
+    modules = nn.ModuleDict(
+        {"head": head} if backbone is None else {"head": head, "backbone": backbone}
+    )
+    return timm.optim.create_optimizer_v2(
+        modules,
+        opt=_OPTIMIZERS[name],
+        lr=lr,
+        weight_decay=weight_decay,
+        momentum=momentum,
+        param_group_fn=partial(
+            _param_groups, lrs={"head": lr, "backbone": lr * multiplier}, weight_decay=weight_decay
+        ),
+    )
+
+
+def _param_groups(
+    modules: nn.ModuleDict, *, lrs: Mapping[str, float], weight_decay: float
+) -> list[dict[str, Any]]:
+    """Each module's trainable parameters, split by timm into decay and no-decay groups."""
+    groups = []
+    for name, module in modules.items():
+        no_decay = getattr(module, "no_weight_decay", set)()  # timm models name e.g. pos_embed
+        split = timm.optim.param_groups_weight_decay(
+            module, weight_decay=weight_decay, no_weight_decay_list=no_decay
         )
-    return _OPTIMIZERS[name](groups, **options)
+        groups += [{**group, "name": name, "lr": lrs[name]} for group in split]
+    return groups
 
 
 def create_scheduler(

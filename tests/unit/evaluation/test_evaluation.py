@@ -10,6 +10,7 @@ import pytest
 from matplotlib.figure import Figure
 from scipy import stats
 
+from tests.helpers.markdown_tables import markdown_tables
 from transfer_study.evaluation.figures import (
     confusion_matrix_figure,
     training_curves_figure,
@@ -377,6 +378,7 @@ def test_variant_comparison_figure_rejects_missing_accuracy():
 def test_comparison_markdown_reports_significance_after_holm(comparison_example):
     comparison, mcnemar = comparison_example
     report = comparison_markdown(comparison, mcnemar, confidence=0.95)
+    assert len(markdown_tables(report)) == 2  # results and pairs, each valid GitHub Markdown
     for name in ("scratch", "frozen", "finetune"):
         assert name in report
     assert "Best variant: **finetune** (90.0 % accuracy)." in report
@@ -398,7 +400,10 @@ def test_comparison_markdown_uses_only_the_columns_present():
     comparison = pd.DataFrame({"variant": ["frozen", "finetune"], "accuracy": [0.8, 0.85]})
     mcnemar = pairwise_mcnemar({"frozen": _correct(20, 16), "finetune": _correct(20, 17)})
     report = comparison_markdown(comparison, mcnemar, confidence=0.9)
-    assert "| Variant | Accuracy |" in report
+    results, pairs = markdown_tables(report)
+    assert results[0] == ["Variant", "Accuracy"]
+    assert results[1:] == [["frozen", "80.0 %"], ["finetune", "85.0 %"]]
+    assert pairs[1][0] == "frozen vs finetune"
     assert "85.0 %" in report
     assert "finetune vs frozen: difference not significant" in report
     assert "Backbone" not in report

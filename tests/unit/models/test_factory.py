@@ -30,7 +30,6 @@ from transfer_study.models.factory import (
 )
 from transfer_study.models.preprocessing import BUNDLED_TIMM_ARCHITECTURES
 from transfer_study.models.weights import WeightsUnavailableError, load_weights_file
-from transfer_study.training.device import pick_device
 
 NUM_CLASSES = 3
 BATCH = 2  # BatchNorm needs more than one value per channel in training mode
@@ -456,40 +455,35 @@ def test_unfrozen_backbone_trains_everything_again():
     assert trainable == total
 
 
-# --- device -------------------------------------------------------------------------
+def _norm_types(model: nn.Module) -> list[type]:
+    return [type(m) for m in model.modules() if isinstance(m, nn.modules.batchnorm._NormBase)]
 
 
-def _availability(monkeypatch: pytest.MonkeyPatch, *, cuda: bool, mps: bool) -> None:
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
-    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
+@pytest.mark.parametrize("backbone", ["efficientnet_lite0", "resnet18"])
+def test_state_dicts_saved_while_frozen_and_after_unfreezing_load_into_a_fresh_model(
+    tmp_path, backbone
+):
+    model = create_classifier(backbone, weights="none", num_classes=NUM_CLASSES)
+    norms, parameters = _norm_types(model), list(model.parameters())
+
+    set_backbone_trainable(model, False)
+    torch.save(_perturbed_state(model), tmp_path / "frozen.pt")
+    set_backbone_trainable(model, True)
+    torch.save(_perturbed_state(model), tmp_path / "unfrozen.pt")
+
+    assert _norm_types(model) == norms  # no FrozenBatchNorm2d swap
+    assert all(a is b for a, b in zip(model.parameters(), parameters, strict=True))
+    for name in ("frozen.pt", "unfrozen.pt"):
+        saved = torch.load(tmp_path / name, weights_only=True)
+        fresh = create_classifier(backbone, weights="none", num_classes=NUM_CLASSES)
+        fresh.load_state_dict(saved)  # strict: same keys, num_batches_tracked included
+        assert all(torch.equal(fresh.state_dict()[key], value) for key, value in saved.items())
 
 
-@pytest.mark.parametrize(
-    ("cuda", "mps", "expected"),
-    [(True, True, "cuda"), (False, True, "mps"), (False, False, "cpu")],
-)
-def test_auto_device_prefers_cuda_then_mps_then_cpu(monkeypatch, cuda, mps, expected):
-    _availability(monkeypatch, cuda=cuda, mps=mps)
+def test_freezing_covers_parameters_the_backbone_holds_itself():
+    model = create_classifier("test_vit", weights="none", num_classes=NUM_CLASSES)
+    assert dict(model.backbone.named_parameters(recurse=False)), "needs e.g. pos_embed"
 
-    assert pick_device("auto") == torch.device(expected)
+    set_backbone_trainable(model, False)
 
-
-def test_explicit_devices_are_honoured(monkeypatch):
-    _availability(monkeypatch, cuda=True, mps=True)
-
-    assert pick_device("cpu") == torch.device("cpu")
-    assert pick_device("mps") == torch.device("mps")
-    assert pick_device("cuda") == torch.device("cuda")
-
-
-@pytest.mark.parametrize("device", ["cuda", "mps"])
-def test_unavailable_explicit_device_is_refused(monkeypatch, device):
-    _availability(monkeypatch, cuda=False, mps=False)
-
-    with pytest.raises(RuntimeError, match=f"'{device}' was requested but is not available"):
-        pick_device(device)
-
-
-def test_unknown_device_is_refused():
-    with pytest.raises(ValueError, match="Unknown device 'tpu'"):
-        pick_device("tpu")
+    assert not any(p.requires_grad for p in model.backbone.parameters())

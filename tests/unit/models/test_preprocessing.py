@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import pytest
+import timm
+import timm.data
 import torch
+from torchvision import transforms
 
 from transfer_study.models.preprocessing import (
     Preprocessing,
@@ -20,6 +23,33 @@ def test_bundled_efficientnet_lite0_uses_timm_tf_lite0_config():
     assert preprocessing.input_size == 224
     assert preprocessing.resize_size == 256
     assert preprocessing.interpolation == "bicubic"
+
+
+def test_bundled_efficientnet_lite0_matches_timm_data_config_of_the_model():
+    model = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=0)
+    config = timm.data.resolve_model_data_config(model)
+    preprocessing = pretrained_preprocessing("efficientnet_lite0")
+
+    assert preprocessing.input_size == config["input_size"][-1]
+    assert preprocessing.input_size / preprocessing.resize_size == config["crop_pct"]
+    assert (preprocessing.mean, preprocessing.std) == (config["mean"], config["std"])
+    assert preprocessing.interpolation == config["interpolation"]
+
+
+@pytest.mark.parametrize("backbone", ["tf_efficientnet_lite1", "coat_lite_mini"])
+def test_timm_backbone_resizes_and_crops_like_timm_eval_transform(backbone):
+    config = timm.data.resolve_data_config(
+        pretrained_cfg=timm.get_pretrained_cfg(backbone).to_dict()
+    )
+    steps = timm.data.create_transform(**config, is_training=False).transforms
+    resize = next(step for step in steps if isinstance(step, transforms.Resize))
+    crop = next(step for step in steps if isinstance(step, transforms.CenterCrop))
+
+    preprocessing = pretrained_preprocessing(backbone)
+
+    assert preprocessing.resize_size == resize.size  # coat_lite_mini: 224 / 0.9 floored = 248
+    assert (preprocessing.input_size, preprocessing.input_size) == tuple(crop.size)
+    assert preprocessing.interpolation == resize.interpolation.value
 
 
 @pytest.mark.parametrize("backbone", ["resnet18", "vgg16", "densenet121", "mobilenet_v2"])
