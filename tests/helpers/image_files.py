@@ -4,7 +4,7 @@ Every file is tiny (at most 64 px a side) so that tests stay fast. ``write_image
 one flat-coloured image, optionally with a differently coloured square marker in the
 top-left corner so that rotations and transparency can be checked pixel by pixel.
 ``write_awkward_files`` writes one file per awkward case and says what decoding each
-should give.
+should give; ``AWKWARD_CONVERSIONS`` says which changes decoding notes for the valid ones.
 """
 
 from __future__ import annotations
@@ -274,4 +274,16 @@ if features.check("webp"):
 
 AWKWARD_EXPECTATIONS: dict[str, str | None] = {
     name: expected for name, (_, expected) in _CASES.items()
+}
+
+# The notes decoding gives each valid file that needed converting, in order; a valid
+# file not listed here decodes as it is (plain RGB).
+AWKWARD_CONVERSIONS: dict[str, tuple[str, ...]] = {
+    "grayscale.png": ("grayscale expanded to RGB",),
+    "rgba_transparent.png": ("RGBA composited on white",),
+    "palette_transparent.png": ("palette converted to RGB", "transparency composited on white"),
+    "gray16.png": ("16-bit scaled to 8-bit", "grayscale expanded to RGB"),
+    "rgb16.png": ("16-bit scaled to 8-bit",),
+    "cmyk.jpg": ("CMYK converted to RGB",),
+    "exif_rotated.jpg": (f"EXIF orientation {EXIF_ROTATE_90_CW} applied",),
 }

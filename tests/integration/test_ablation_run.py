@@ -9,6 +9,7 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 import pytest
+import torch
 
 from tests.helpers.kedro_project import (
     TINY_DEMO,
@@ -20,16 +21,24 @@ from tests.helpers.kedro_project import (
 
 pytestmark = pytest.mark.slow
 
-# 2 sample counts × 2 angle counts × 1 variant × 1 seed; the tiny demo split has 14
-# training samples with 2 angles each.
+# 2 sample counts × 2 angle counts × 2 variants × 2 seeds; the tiny demo split has 14
+# training samples with 2 angles each. Fine-tune cells train everything for 1 epoch;
+# frozen cells keep TINY_TRAINING's 2 epochs.
 GRID = """
 data_size_ablation:
   n_samples: [4, 8]
   n_angles: [1, 2]
-  variants: [frozen]
-  seeds: [0]
+  variants: [frozen, finetune]
+  seeds: [0, 1]
+  training_overrides:
+    finetune: {epochs: 1, backbone_frozen_epochs: 0}
 """
-CELLS = ("n4_a1_s0", "n4_a2_s0", "n8_a1_s0", "n8_a2_s0")
+VARIANTS = ("frozen", "finetune")
+SIZES = ((4, 1), (4, 2), (8, 1), (8, 2))
+SEEDS = (0, 1)
+CELLS = tuple(
+    f"{variant}.n{n}_a{k}_s{seed}" for variant in VARIANTS for n, k in SIZES for seed in SEEDS
+)
 REPORTS = (
     "learning_curve.csv",
     "per_seed.csv",
@@ -65,8 +74,34 @@ def _rerun(root: Path, params: dict | None = None, **kwargs) -> None:
 
 
 def _result_files(root: Path) -> dict[str, Path]:
-    folder = root / "data/07_model_output/ablation/frozen"
-    return {path.stem: path for path in folder.glob("*.json")}
+    """``<variant>.<cell>`` → its result file."""
+    folder = root / "data/07_model_output/ablation"
+    return {f"{path.parent.name}.{path.stem}": path for path in folder.glob("*/*.json")}
+
+
+def _summary(root: Path, cell: str) -> dict:
+    variant, name = cell.split(".")
+    path = root / f"data/08_reporting/ablation/cells/{variant}/{name}/training_summary.json"
+    return json.loads(path.read_text())
+
+
+def _state_dict(root: Path, cell: str) -> dict[str, torch.Tensor]:
+    checkpoint = torch.load(_model_file(root, cell), map_location="cpu", weights_only=True)
+    return checkpoint["state_dict"]
+
+
+def _differing_weights(
+    first: dict[str, torch.Tensor], second: dict[str, torch.Tensor], prefix: str
+):
+    """Weights under ``prefix`` that differ (BatchNorm's running statistics left out)."""
+    return [
+        key
+        for key, tensor in first.items()
+        if key.startswith(prefix)
+        and tensor.is_floating_point()
+        and not key.rpartition(".")[2].startswith("running_")
+        and not torch.equal(tensor, second[key])
+    ]
 
 
 def _children_of_latest_parent(root: Path) -> dict[str, mlflow.entities.Run]:
@@ -98,12 +133,11 @@ def test_ablation_writes_a_result_per_cell_and_the_report(ablation: Path):
         "accuracy_ci_low",
         "accuracy_ci_high",
     } <= set(curve.columns)
-    assert sorted(zip(curve["n_samples"], curve["n_angles"], curve["n_images"], strict=True)) == [
-        (4, 1, 4),
-        (4, 2, 8),
-        (8, 1, 8),
-        (8, 2, 16),
-    ]
+    points = zip(
+        curve["variant"], curve["n_samples"], curve["n_angles"], curve["n_images"], strict=True
+    )
+    assert sorted(points) == sorted((v, n, k, n * k) for v in VARIANTS for n, k in SIZES)
+    assert (curve["n_seeds"] == len(SEEDS)).all()
     assert (curve["accuracy_ci_low"] <= curve["accuracy_mean"]).all()
     assert (curve["accuracy_mean"] <= curve["accuracy_ci_high"]).all()
     report = (ablation / "data/08_reporting/ablation/recommendation.md").read_text()
@@ -120,37 +154,85 @@ def test_every_cell_trains_on_its_subset_and_tests_on_the_shared_test_split(abla
         assert sorted(map(str, record["sample_id"])) == sorted(map(str, test["sample_id"])), cell
 
 
+def test_seeds_draw_other_subsets_that_every_variant_shares(ablation: Path):
+    for variant in VARIANTS:
+        for n, k in SIZES:
+            summaries = {seed: _summary(ablation, f"{variant}.n{n}_a{k}_s{seed}") for seed in SEEDS}
+            assert [summaries[seed]["seed"] for seed in SEEDS] == list(SEEDS)
+            fingerprints = {summary["split_fingerprint"] for summary in summaries.values()}
+            assert len(fingerprints) == len(SEEDS), (variant, n, k)
+    for n, k in SIZES:
+        for seed in SEEDS:
+            frozen, finetune = (_summary(ablation, f"{v}.n{n}_a{k}_s{seed}") for v in VARIANTS)
+            assert frozen["split_fingerprint"] == finetune["split_fingerprint"]
+
+
+def test_finetune_cells_train_the_whole_network_with_their_own_overrides(ablation: Path):
+    for n, k in SIZES:
+        finetune = _summary(ablation, f"finetune.n{n}_a{k}_s0")
+        frozen = _summary(ablation, f"frozen.n{n}_a{k}_s0")
+        assert finetune["epochs_run"] == 1
+        assert finetune["parameters"]["training"]["backbone_frozen_epochs"] == 0
+        assert finetune["trainable_params"] == finetune["total_params"]
+        assert frozen["epochs_run"] == 2  # the fine-tune override is not the frozen one's
+    # Another seed trains on other photos in another order: other weights, backbone too
+    # when it trains; the frozen backbone stays the pretrained one.
+    first, second = (_state_dict(ablation, f"finetune.n8_a2_s{seed}") for seed in SEEDS)
+    assert _differing_weights(first, second, "backbone.")
+    assert _differing_weights(first, second, "head.")
+    first, second = (_state_dict(ablation, f"frozen.n8_a2_s{seed}") for seed in SEEDS)
+    assert not _differing_weights(first, second, "backbone.")
+    assert _differing_weights(first, second, "head.")
+
+
+def test_every_cell_and_seed_reaches_the_report(ablation: Path):
+    reports = ablation / "data/08_reporting/ablation"
+    per_seed = pd.read_csv(reports / "per_seed.csv")
+    rows = per_seed.set_index(["variant", "n_samples", "n_angles", "seed"])["accuracy"]
+    assert sorted(rows.index) == sorted(
+        (v, n, k, seed) for v in VARIANTS for n, k in SIZES for seed in SEEDS
+    )
+    for cell, path in _result_files(ablation).items():
+        record = json.loads(path.read_text())
+        key = (record["variant"], record["n_samples"], record["n_angles"], record["seed"])
+        assert rows.loc[key] == pytest.approx(record["accuracy"]), cell
+    recommendation = json.loads((reports / "recommendation.json").read_text())
+    assert sorted(recommendation["variants"]) == sorted(VARIANTS)
+    assert "finetune" in (reports / "recommendation.md").read_text()
+
+
 def test_each_cell_is_an_mlflow_child_run_with_its_coordinates(ablation: Path):
     children = _children_of_latest_parent(ablation)
-    assert sorted(children) == sorted(f"ablation.frozen.{cell}" for cell in CELLS)
+    assert sorted(children) == sorted(f"ablation.{cell}" for cell in CELLS)
     for name, run in children.items():
         tags = run.data.tags
         assert run.info.status == "FINISHED"
-        assert name.endswith(f"n{tags['n_samples']}_a{tags['n_angles']}_s{tags['seed']}")
-        assert tags["variant"] == "frozen"
+        cell = f"{tags['variant']}.n{tags['n_samples']}_a{tags['n_angles']}_s{tags['seed']}"
+        assert name == f"ablation.{cell}"
         assert int(tags["n_images"]) == int(tags["n_samples"]) * int(tags["n_angles"])
         assert "test_accuracy" in run.data.metrics
 
 
 def _model_file(root: Path, cell: str) -> Path:
-    return root / f"data/06_models/ablation/frozen/{cell}/model.pt"
+    variant, name = cell.split(".")
+    return root / f"data/06_models/ablation/{variant}/{name}/model.pt"
 
 
 def test_rerun_with_only_missing_outputs_redoes_only_what_is_missing(ablation: Path):
     results = _result_files(ablation)
     written = {cell: path.stat().st_mtime_ns for cell, path in results.items()}
-    trained = _model_file(ablation, "n8_a2_s0").stat().st_mtime_ns
+    trained = _model_file(ablation, "frozen.n8_a2_s0").stat().st_mtime_ns
     # As if the run had been killed: n8_a2 trained but not evaluated, n4_a1 not trained.
-    results["n8_a2_s0"].unlink()
-    results["n4_a1_s0"].unlink()
-    _model_file(ablation, "n4_a1_s0").unlink()
+    results["frozen.n8_a2_s0"].unlink()
+    results["frozen.n4_a1_s0"].unlink()
+    _model_file(ablation, "frozen.n4_a1_s0").unlink()
     _rerun(ablation, only_missing_outputs=True)
     after = _result_files(ablation)
     assert sorted(after) == sorted(CELLS)
-    for cell in ("n4_a2_s0", "n8_a1_s0"):
+    for cell in set(CELLS) - {"frozen.n8_a2_s0", "frozen.n4_a1_s0"}:
         assert after[cell].stat().st_mtime_ns == written[cell], cell
-    assert _model_file(ablation, "n8_a2_s0").stat().st_mtime_ns == trained  # not retrained
-    assert _model_file(ablation, "n4_a1_s0").exists()
+    assert _model_file(ablation, "frozen.n8_a2_s0").stat().st_mtime_ns == trained  # not retrained
+    assert _model_file(ablation, "frozen.n4_a1_s0").exists()
     assert sorted(_children_of_latest_parent(ablation)) == [
         "ablation.frozen.n4_a1_s0",
         "ablation.frozen.n8_a2_s0",
@@ -159,7 +241,7 @@ def test_rerun_with_only_missing_outputs_redoes_only_what_is_missing(ablation: P
 
 def test_a_grid_changed_only_at_run_time_is_refused_with_what_to_do(ablation: Path):
     with pytest.raises(ValueError, match="KEDRO_ENV"):
-        _rerun(ablation, {"data_size_ablation.seeds": [0, 1]})
+        _rerun(ablation, {"data_size_ablation.seeds": [0, 1, 2]})
 
 
 def test_an_impossible_cell_fails_before_any_training(ablation: Path, tmp_path: Path):

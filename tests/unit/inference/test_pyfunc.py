@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -15,14 +17,15 @@ import pytest
 import torch
 from mlflow.types import DataType
 
+from tests.helpers.imports import third_party_imports
 from tests.helpers.photos import write_photo
 from tests.helpers.tiny_models import CLASS_NAMES, save_tiny_checkpoint, tiny_checkpoint
 from transfer_study.inference.predictor import NotACheckpointError
 from transfer_study.inference.pyfunc import (
     CHECKPOINT_ARTIFACT,
     IMAGE_COLUMN,
-    REQUIRED_DISTRIBUTIONS,
     image_classifier_model_kwargs,
+    pinned_requirements,
 )
 from transfer_study.pipelines.inference.nodes import classify_photos
 
@@ -31,6 +34,9 @@ BATCH_SIZE = 4
 PREDICTION_COLUMNS = ["predicted", "probability", "top_k", "status", "error"]
 # Seconds a fresh interpreter may take to import torch, timm and MLflow and predict.
 FRESH_PROCESS_TIMEOUT = 300
+PYFUNC_MODULE = "transfer_study.inference.pyfunc"
+# MLflow writes its own pin (mlflow==<version>) into every model's requirements.
+PINNED_BY_MLFLOW = {"mlflow"}
 
 
 @pytest.fixture
@@ -85,9 +91,7 @@ def _assert_same_predictions(pyfunc: pd.DataFrame, pipeline: pd.DataFrame) -> No
 def test_kwargs_pin_requirements_ship_the_code_and_describe_the_io(checkpoint_file):
     kwargs = image_classifier_model_kwargs(checkpoint_file)
 
-    requirements = kwargs["pip_requirements"]
-    assert [r.split("==")[0] for r in requirements] == list(REQUIRED_DISTRIBUTIONS)
-    assert all("==" in r and "+" not in r for r in requirements)
+    assert kwargs["pip_requirements"] == pinned_requirements()
     (code_path,) = kwargs["code_paths"]
     assert Path(code_path).name == "transfer_study"
     assert (Path(code_path) / "inference" / "pyfunc.py").is_file()
@@ -102,6 +106,36 @@ def test_kwargs_pin_requirements_ship_the_code_and_describe_the_io(checkpoint_fi
     assert list(example.columns) == [IMAGE_COLUMN]
     assert example.loc[0, IMAGE_COLUMN].startswith(b"\x89PNG")
     assert kwargs["metadata"]["class_names"] == list(CLASS_NAMES)
+
+
+def _distribution(name: str) -> str:
+    """A distribution name as pip compares them (PEP 503)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def test_requirements_pin_what_the_model_imports_at_the_installed_versions():
+    pins = dict(requirement.split("==") for requirement in pinned_requirements())
+    pins = {_distribution(name): version for name, version in pins.items()}
+    # What the model's code imports, and what MLflow needs to unpickle a python_model.
+    needed = {
+        module: distributions
+        for module, distributions in third_party_imports(PYFUNC_MODULE).items()
+        if module not in PINNED_BY_MLFLOW
+    }
+    for requirement in mlflow.pyfunc.get_default_pip_requirements():
+        name = requirement.split("==")[0]
+        needed[name] = {name}
+    assert {"PIL", "torch", "timm", "cloudpickle"} <= set(needed)  # the parsing finds them
+
+    explained = set()
+    for module, distributions in needed.items():
+        pinned = {name for name in distributions if _distribution(name) in pins}
+        assert pinned, f"'import {module}' needs one of {sorted(distributions)} pinned"
+        for name in pinned:
+            installed = importlib.metadata.version(name).split("+")[0]
+            assert pins[_distribution(name)] == installed, name
+        explained |= {_distribution(name) for name in pinned}
+    assert set(pins) == explained, f"pinned but not needed: {sorted(set(pins) - explained)}"
 
 
 def test_a_file_that_is_not_our_checkpoint_is_refused(tmp_path):

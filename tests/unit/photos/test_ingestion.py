@@ -8,12 +8,17 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.helpers.image_files import write_awkward_files
+from tests.helpers.image_files import (
+    AWKWARD_CONVERSIONS,
+    AWKWARD_EXPECTATIONS,
+    write_awkward_files,
+)
 from tests.helpers.photos import write_photo, write_photo_folder
 from transfer_study.datasets import PhotoFolderDataset
 from transfer_study.photos.ingestion import DataLayoutError
 from transfer_study.pipelines.data_processing.nodes import ingest_images
 
+AWKWARD_FOLDER = "things"
 PARAMS = {
     "path": "photos",
     "manifest": "manifest.csv",
@@ -53,25 +58,51 @@ def test_sample_ids_can_be_scoped_per_class_folder(tmp_path):
     assert sorted(index["sample_id"]) == ["cat/001", "dog/001"]
 
 
-def test_awkward_files_are_converted_or_excluded_with_their_reason(tmp_path):
-    expected = write_awkward_files(tmp_path / "things")
-    write_photo_folder(tmp_path, {"other": 3})
-    index, quality = _ingest(tmp_path)
-    by_path = quality.set_index("path")
-    for name, reason in expected.items():
-        path = f"things/{name}"
-        if reason is None:
-            assert path in set(index["path"]), f"{name} should have been kept"
-        else:
-            assert by_path.loc[path, "status"] == "excluded", name
-            assert reason.lower() in by_path.loc[path, "reason"].lower(), (
-                name,
-                by_path.loc[path, "reason"],
-            )
-            assert path not in set(index["path"])
-    converted = quality[quality["status"] == "converted"]
-    assert not converted.empty
-    assert converted["reason"].str.contains("EXIF", case=False).any()
+@pytest.fixture(scope="module")
+def awkward_ingested(tmp_path_factory: pytest.TempPathFactory) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The image index and data-quality report of every awkward file beside good photos."""
+    root = tmp_path_factory.mktemp("awkward")
+    write_awkward_files(root / AWKWARD_FOLDER)
+    write_photo_folder(root, {"other": 3})
+    return _ingest(root)
+
+
+@pytest.mark.parametrize("name", sorted(AWKWARD_EXPECTATIONS))
+def test_each_awkward_file_is_kept_converted_or_excluded_with_its_own_quality_row(
+    awkward_ingested: tuple[pd.DataFrame, pd.DataFrame], name: str
+):
+    index, quality = awkward_ingested
+    path = f"{AWKWARD_FOLDER}/{name}"
+    rows = quality[quality["path"] == path]
+    excluded_because = AWKWARD_EXPECTATIONS[name]
+    if excluded_because is None and name not in AWKWARD_CONVERSIONS:
+        assert rows.empty, rows.to_dict("records")
+        assert path in set(index["path"])
+        return
+    assert len(rows) == 1, rows.to_dict("records")
+    row = rows.iloc[0]
+    assert row["label"] == AWKWARD_FOLDER
+    if excluded_because is None:
+        assert row["status"] == "converted"
+        assert row["reason"] == "; ".join(AWKWARD_CONVERSIONS[name])
+        assert path in set(index["path"])
+    else:
+        assert row["status"] == "excluded"
+        assert excluded_because.lower() in row["reason"].lower(), row["reason"]
+        assert path not in set(index["path"])
+
+
+def test_only_excluded_and_converted_files_get_a_quality_row(
+    awkward_ingested: tuple[pd.DataFrame, pd.DataFrame],
+):
+    _, quality = awkward_ingested
+    reported = {
+        f"{AWKWARD_FOLDER}/{name}"
+        for name, excluded_because in AWKWARD_EXPECTATIONS.items()
+        if excluded_because is not None or name in AWKWARD_CONVERSIONS
+    }
+    assert sorted(quality["path"]) == sorted(reported)
+    assert list(quality.columns) == ["path", "label", "status", "reason"]
 
 
 def test_hidden_and_system_files_are_ignored_silently(photo_folder):

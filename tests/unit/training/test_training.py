@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ import pytest
 import torch
 import yaml
 
+from tests.helpers.tiny_models import TINY_BACKBONE
 from transfer_study.datasets import TorchDataset
 from transfer_study.models.checkpoint import rebuild_classifier
 from transfer_study.models.factory import create_classifier
@@ -22,12 +24,15 @@ from transfer_study.pipelines.variant_nodes import (
     train_on_features,
     train_on_images,
 )
+from transfer_study.training import variants
 from transfer_study.training.device import DeviceSettings, maybe_compile
 from transfer_study.training.image_cache import image_cache_key
-from transfer_study.training.loops import TrainingDivergedError, train_one_epoch
+from transfer_study.training.loops import TrainingDivergedError, fit, train_one_epoch
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 MODEL = {"backbone": "efficientnet_lite0", "image_size": 32}
+# timm's smallest EfficientNet: enough to see which weights a training step moves.
+TINY_MODEL = {"backbone": TINY_BACKBONE, "image_size": 32}
 PREPROCESSING = scaled_to_input_size(pretrained_preprocessing("efficientnet_lite0"), 32)
 EVALUATION = {
     "confidence": 0.95,
@@ -39,8 +44,9 @@ EVALUATION = {
 }
 
 
-def _variant(name: str) -> dict:
-    """The variant's block from conf/base, resolved as Kedro resolves it, made tiny."""
+def _variant(name: str, **overrides) -> dict:
+    """The variant's block from conf/base, resolved as Kedro resolves it, made tiny, with
+    ``overrides`` applied."""
     raw = yaml.safe_load((REPO_ROOT / "conf/base/parameters_training.yml").read_text())
     defaults = raw["_training_defaults"]
     block = {
@@ -49,7 +55,8 @@ def _variant(name: str) -> dict:
         else value
         for key, value in raw[name].items()
     }
-    return {**block, "epochs": 2, "batch_size": 8, "device": "cpu", "augmentations": []}
+    tiny = {"epochs": 2, "batch_size": 8, "device": "cpu", "augmentations": []}
+    return {**block, **tiny, **overrides}
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +98,7 @@ def _backbone_state(checkpoint: dict) -> dict[str, torch.Tensor]:
 
 def test_frozen_backbone_keeps_weights_and_batchnorm_statistics(data):
     decoded, split = data
-    params = {**_variant("finetune"), "backbone_frozen_epochs": 5}  # frozen for every epoch
+    params = _variant("finetune", backbone_frozen_epochs=5)  # frozen for every epoch
     pretrained = create_classifier(
         "efficientnet_lite0", weights="imagenet", num_classes=2
     ).state_dict()
@@ -105,21 +112,63 @@ def test_frozen_backbone_keeps_weights_and_batchnorm_statistics(data):
     assert history["backbone_frozen"].all()
 
 
-def test_finetune_unfreezes_the_backbone_after_the_warm_up(data):
+def _parameters(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Copies of the module's parameters (its weights, not BatchNorm's running buffers)."""
+    return {name: p.detach().clone() for name, p in module.named_parameters()}
+
+
+def _changed(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor]) -> list[str]:
+    return [name for name, tensor in before.items() if not torch.equal(tensor, after[name])]
+
+
+def _ids(parameters: Iterable[torch.nn.Parameter]) -> set[int]:
+    return {id(parameter) for parameter in parameters}
+
+
+def test_finetune_warm_up_trains_the_head_then_the_backbone_at_its_lower_lr(data, monkeypatch):
+    """Snapshots the model at each epoch start through a wrapper around ``fit``."""
     decoded, split = data
-    params = {**_variant("finetune"), "backbone_frozen_epochs": 1, "early_stopping_patience": None}
-    pretrained = create_classifier(
-        "efficientnet_lite0", weights="imagenet", num_classes=2
-    ).state_dict()
-    checkpoint, history, summary = train_on_images(
-        decoded, split, PREPROCESSING.to_dict(), MODEL, params
+    lr, multiplier = 0.01, 0.1
+    params = _variant(
+        "finetune",
+        weights="none",  # random init, nothing to download: the warm-up is the same
+        epochs=3,
+        backbone_frozen_epochs=1,
+        backbone_lr_multiplier=multiplier,
+        lr=lr,
+        scheduler="none",
+        early_stopping_patience=None,
+        num_workers=0,
     )
-    assert history["backbone_frozen"].tolist() == [True, False]
-    changed = [
-        k for k, v in _backbone_state(checkpoint).items() if not torch.equal(v, pretrained[k])
-    ]
-    if summary["best_epoch"] == 2:
-        assert changed, "the backbone should have trained after the warm-up"
+    at_start: dict[int, dict] = {}
+
+    def fit_with_snapshots(model, *, optimizer, **kwargs):
+        def snapshot(epoch: int) -> None:
+            groups = {group["name"]: group for group in optimizer.param_groups}
+            at_start[epoch] = {
+                "backbone": _parameters(model.backbone),
+                "head": _parameters(model.head),
+                "lr": {name: group["lr"] for name, group in groups.items()},
+                "backbone_group": _ids(groups["backbone"]["params"]),
+                "backbone_ids": _ids(model.backbone.parameters()),
+            }
+
+        return fit(model, optimizer=optimizer, on_epoch_start=snapshot, **kwargs)
+
+    monkeypatch.setattr(variants, "fit", fit_with_snapshots)
+    _, history, summary = train_on_images(
+        decoded, split, PREPROCESSING.to_dict(), TINY_MODEL, params
+    )
+
+    warm_up, first_unfrozen = at_start[1], at_start[2]
+    assert _changed(warm_up["backbone"], first_unfrozen["backbone"]) == []
+    assert _changed(warm_up["head"], first_unfrozen["head"]) == list(warm_up["head"])
+    assert _changed(first_unfrozen["backbone"], at_start[3]["backbone"]) == list(
+        warm_up["backbone"]
+    )
+    assert first_unfrozen["lr"] == {"head": lr, "backbone": pytest.approx(lr * multiplier)}
+    assert first_unfrozen["backbone_group"] == first_unfrozen["backbone_ids"]
+    assert history["backbone_frozen"].tolist() == [True, False, False]
     assert summary["trainable_params"] == summary["total_params"]
 
 
@@ -136,7 +185,7 @@ def test_frozen_variant_trains_only_the_head(data):
 
 def test_cached_features_give_the_same_model_as_running_the_frozen_backbone(data):
     decoded, split = data
-    params = {**_variant("frozen"), "channels_last": False, "num_workers": 0}
+    params = _variant("frozen", channels_last=False, num_workers=0)
     features = embed_images(decoded, split, PREPROCESSING.to_dict(), MODEL, params)
     cached = _materialised(features)
     on_features, history_features, _ = train_on_features(
@@ -147,7 +196,13 @@ def test_cached_features_give_the_same_model_as_running_the_frozen_backbone(data
         split,
         PREPROCESSING.to_dict(),
         MODEL,
-        {**params, "backbone_frozen_epochs": params["epochs"], "backbone_lr_multiplier": 1.0},
+        _variant(
+            "frozen",
+            channels_last=False,
+            num_workers=0,
+            backbone_frozen_epochs=params["epochs"],
+            backbone_lr_multiplier=1.0,
+        ),
     )
     for key, tensor in on_features["state_dict"].items():
         assert torch.allclose(tensor.float(), on_images["state_dict"][key].float(), atol=1e-4), key
@@ -161,10 +216,17 @@ def test_cached_features_give_the_same_model_as_running_the_frozen_backbone(data
 
 def test_same_seed_gives_the_same_metrics_and_another_seed_does_not(data):
     decoded, split = data
-    params = {**_variant("scratch"), "augmentations": [{"name": "RandomHorizontalFlip"}]}
+    flips = [{"name": "RandomHorizontalFlip"}]
+    params = _variant("scratch", augmentations=flips)
     first = train_on_images(decoded, split, PREPROCESSING.to_dict(), MODEL, params)
     again = train_on_images(decoded, split, PREPROCESSING.to_dict(), MODEL, params)
-    other = train_on_images(decoded, split, PREPROCESSING.to_dict(), MODEL, {**params, "seed": 1})
+    other = train_on_images(
+        decoded,
+        split,
+        PREPROCESSING.to_dict(),
+        MODEL,
+        _variant("scratch", augmentations=flips, seed=1),
+    )
     columns = ["train_loss", "train_accuracy", "val_loss", "val_accuracy"]
     pd.testing.assert_frame_equal(first[1][columns], again[1][columns])
     assert not first[1]["train_loss"].equals(other[1]["train_loss"])

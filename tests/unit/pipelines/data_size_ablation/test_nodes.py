@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 
@@ -11,11 +12,29 @@ import pytest
 from tests.helpers.splits import make_split
 from transfer_study.photos.subsets import UNUSED_SPLIT, grid_cells, validate_grid
 from transfer_study.pipelines.data_size_ablation.nodes import (
+    cell_training_parameters,
     select_training_subset,
     summarise_cell,
 )
 
 IMBALANCED = {"apple": 18, "pear": 6, "plum": 2}
+# Parameter blocks as conf/base gives them, trimmed to what the nodes under test read.
+PARAMETER_BLOCKS = {
+    "frozen": {"name": "frozen", "lr": 0.003, "epochs": 60, "seed": 0},
+    "finetune": {"name": "finetune", "lr": 0.003, "epochs": 4, "seed": 0},
+    "data_size_ablation": {
+        "n_samples": [4, 8],
+        "n_angles": [1, 2],
+        "variants": ["frozen", "finetune"],
+        "seeds": [0, 1],
+        "training_overrides": {},
+    },
+}
+
+
+def _params(block: str, **overrides: object) -> dict:
+    """A copy of a parameter block, with ``overrides``."""
+    return copy.deepcopy({**PARAMETER_BLOCKS[block], **overrides})
 
 
 def trained(subset: pd.DataFrame) -> pd.DataFrame:
@@ -275,3 +294,33 @@ def test_summarise_cell_rejects_predictions_of_other_photos() -> None:
         summarise_cell(
             cell(4, 1), {"variant": "x", "train_seconds": 1}, metrics, predictions, subset
         )
+
+
+def test_training_overrides_apply_only_to_their_variant() -> None:
+    ablation = _params("data_size_ablation", training_overrides={"finetune": {"epochs": 1}})
+    finetune = cell_training_parameters(_params("finetune"), ablation, cell(4, 1))
+    frozen = cell_training_parameters(_params("frozen"), ablation, cell(4, 1))
+    assert finetune == _params("finetune", epochs=1)
+    assert frozen == _params("frozen")
+
+
+def test_the_cells_seed_replaces_the_variants_and_any_overridden_seed() -> None:
+    ablation = _params("data_size_ablation", training_overrides={"frozen": {"seed": 7, "lr": 0.1}})
+    for seed in (0, 3):
+        settings = cell_training_parameters(_params("frozen"), ablation, cell(4, 1, seed=seed))
+        assert settings == _params("frozen", lr=0.1, seed=seed)
+
+
+@pytest.mark.parametrize("overrides", [{}, None, {"finetune": None}, {"scratch": {"lr": 1.0}}])
+def test_without_overrides_for_the_variant_only_the_seed_changes(overrides: dict | None) -> None:
+    ablation = _params("data_size_ablation", training_overrides=overrides)
+    settings = cell_training_parameters(_params("finetune"), ablation, cell(4, 1, seed=2))
+    assert settings == _params("finetune", seed=2)
+
+
+def test_cell_training_parameters_leave_the_parameter_blocks_unchanged() -> None:
+    training = _params("finetune")
+    ablation = _params("data_size_ablation", training_overrides={"finetune": {"epochs": 1}})
+    cell_training_parameters(training, ablation, cell(4, 1, seed=5))
+    assert training == _params("finetune")
+    assert ablation == _params("data_size_ablation", training_overrides={"finetune": {"epochs": 1}})
