@@ -49,6 +49,7 @@ from torch.utils.data import DataLoader
 from torchvision import datasets, transforms
 
 from transfer_study.datasets import PhotoFolderDataset
+from transfer_study.demo.config import DemoConfig
 from transfer_study.models.factory import create_classifier, set_backbone_trainable
 from transfer_study.models.preprocessing import Preprocessing
 from transfer_study.photos.splitting import SPLIT_COLUMNS
@@ -231,7 +232,7 @@ def render_photo_pool(
     train_samples = _samples_for(train_photos, angles)
     n_samples = train_samples + _samples_for(val_photos, angles)
     renders = generate_demo_fragments(
-        {**demo_params, "n_samples": n_samples, "image_size": PHOTO_SIZE}
+        DemoConfig.model_validate({**demo_params, "n_samples": n_samples, "image_size": PHOTO_SIZE})
     )
     pool: dict[str, list[Path]] = {"train": [], "val": []}
     for key, render in renders.items():

@@ -1,13 +1,15 @@
 """Typed parameters: one pydantic model per block of ``conf/<env>/parameters*.yml``.
 
 Nodes declare these models in their signatures; Kedro validates ``params:`` inputs
-against them and passes the instances.
+against them and passes the instances. ``parse_settings`` validates a block with a
+message that names each bad key path.
 The YAML files hold the values (and so the defaults); the models hold only the rules.
 """
 
 from .ablation import AblationGrid, AblationSettings, ReportSettings
 from .base import Device, Settings, VariantName
 from .data import ModelSettings, RawImagesSettings, SplitSettings
+from .errors import ParameterError, parse_settings
 from .inference import InferenceSettings
 from .training import (
     Augmentation,
@@ -28,6 +30,7 @@ __all__ = [
     "HeadSettings",
     "InferenceSettings",
     "ModelSettings",
+    "ParameterError",
     "RawImagesSettings",
     "ReportSettings",
     "Settings",
@@ -35,6 +38,7 @@ __all__ = [
     "TrainingSettings",
     "VariantName",
     "VariantOverrides",
+    "parse_settings",
     "resolve_training_settings",
     "with_overrides",
 ]
