@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -13,7 +12,14 @@ _SCHEDULERS = ("none", "step", "cosine", "onecycle")
 
 
 def create_optimizer(
-    *, head: nn.Module, backbone: nn.Module | None, params: Mapping[str, Any]
+    name: str,
+    *,
+    head: nn.Module,
+    backbone: nn.Module | None,
+    lr: float,
+    weight_decay: float,
+    momentum: float,
+    backbone_lr_multiplier: float,
 ) -> torch.optim.Optimizer:
     """Builds the optimiser: a head group and, if the backbone trains, a backbone group.
 
@@ -25,10 +31,13 @@ def create_optimizer(
     group from the start.
 
     Args:
+        name: ``sgd``, ``adam`` or ``adamw``.
         head: The classification head.
         backbone: The backbone, or ``None`` when it is never trained.
-        params: ``optimizer`` (sgd|adam|adamw), ``lr``, ``weight_decay``, ``momentum``
-            (sgd), ``backbone_lr_multiplier``.
+        lr: The head's learning rate.
+        weight_decay: Weight decay of every group.
+        momentum: SGD's momentum (ignored by the others).
+        backbone_lr_multiplier: The backbone's learning rate is ``lr`` times this.
 
     Returns:
         The optimiser.
@@ -36,39 +45,39 @@ def create_optimizer(
     Raises:
         ValueError: For an unknown optimiser name.
     """
-    name = str(params["optimizer"]).lower()
-    if name not in _OPTIMIZERS:
-        raise ValueError(
-            f"Unknown optimizer '{params['optimizer']}'; choose one of {sorted(_OPTIMIZERS)}."
-        )
-    lr = float(params["lr"])
-    options: dict[str, Any] = {"lr": lr, "weight_decay": float(params["weight_decay"])}
-    if name == "sgd":
-        options["momentum"] = float(params["momentum"])
+    key = name.lower()
+    if key not in _OPTIMIZERS:
+        raise ValueError(f"Unknown optimizer '{name}'; choose one of {sorted(_OPTIMIZERS)}.")
+    options: dict[str, Any] = {"lr": lr, "weight_decay": weight_decay}
+    if key == "sgd":
+        options["momentum"] = momentum
     groups = [{"params": list(head.parameters()), "name": "head"}]
     if backbone is not None:
-        backbone_lr = lr * float(params["backbone_lr_multiplier"])
+        backbone_lr = lr * backbone_lr_multiplier
         groups.append(
             {"params": list(backbone.parameters()), "name": "backbone", "lr": backbone_lr}
         )
-    return _OPTIMIZERS[name](groups, **options)
+    return _OPTIMIZERS[key](groups, **options)
 
 
 def create_scheduler(
     optimizer: torch.optim.Optimizer,
-    params: Mapping[str, Any],
+    name: str,
     *,
     epochs: int,
     steps_per_epoch: int,
+    step_size: int,
+    gamma: float,
 ) -> tuple[torch.optim.lr_scheduler.LRScheduler | None, bool]:
     """Builds the learning-rate schedule.
 
     Args:
         optimizer: The optimiser it drives.
-        params: ``scheduler`` (none|step|cosine|onecycle) and its settings:
-            ``step_size`` and ``gamma`` for step.
+        name: ``none``, ``step``, ``cosine`` or ``onecycle``.
         epochs: Planned epochs.
         steps_per_epoch: Batches per epoch (one-cycle steps per batch).
+        step_size: ``step`` only: epochs between decays.
+        gamma: ``step`` only: the decay factor.
 
     Returns:
         The scheduler (or ``None``) and whether it steps per batch rather than per epoch.
@@ -76,19 +85,15 @@ def create_scheduler(
     Raises:
         ValueError: For an unknown schedule name.
     """
-    name = str(params["scheduler"]).lower()
-    if name not in _SCHEDULERS:
-        raise ValueError(
-            f"Unknown scheduler '{params['scheduler']}'; choose one of {list(_SCHEDULERS)}."
-        )
-    if name == "none":
+    key = name.lower()
+    if key not in _SCHEDULERS:
+        raise ValueError(f"Unknown scheduler '{name}'; choose one of {list(_SCHEDULERS)}.")
+    if key == "none":
         return None, False
-    if name == "step":
-        scheduler = torch.optim.lr_scheduler.StepLR(
-            optimizer, step_size=int(params["step_size"]), gamma=float(params["gamma"])
-        )
+    if key == "step":
+        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=step_size, gamma=gamma)
         return scheduler, False
-    if name == "cosine":
+    if key == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(epochs, 1)), False
     max_lrs = [group["lr"] for group in optimizer.param_groups]
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
