@@ -1,4 +1,4 @@
-"""Parameters in a real `kedro run`: overrides of one variant and of all arrive."""
+"""Parameters in a real `kedro run`: checked before any node, and overrides that arrive."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 
 import mlflow
 import pytest
+import yaml
 
 from tests.helpers.kedro_project import (
     TINY_DEMO,
@@ -16,6 +17,7 @@ from tests.helpers.kedro_project import (
     project_environment,
     run_pipeline,
 )
+from transfer_study.config import ParameterError
 
 pytestmark = pytest.mark.slow
 
@@ -24,6 +26,34 @@ pytestmark = pytest.mark.slow
 def project(tmp_path: Path) -> Iterator[Path]:
     with project_environment(make_project(tmp_path / "project")) as root:
         yield root
+
+
+def _files(root: Path) -> list[Path]:
+    return sorted(path for path in (root / "data").rglob("*") if path.is_file())
+
+
+def test_bad_parameters_stop_the_run_before_any_node_naming_key_value_and_file(project: Path):
+    training_yml = project / "conf/base/parameters_training.yml"
+    blocks = yaml.safe_load(training_yml.read_text())
+    blocks["finetune"]["lrr"] = 0.001  # misspelt
+    training_yml.write_text(yaml.safe_dump(blocks, sort_keys=False))
+
+    with pytest.raises(ParameterError) as raised:
+        run_pipeline(project, {"split.val_fraction": 1.5})  # out of range
+
+    lines = str(raised.value).splitlines()
+    assert lines[0] == "2 invalid parameter(s); nothing has run:"
+    assert lines[1].startswith(
+        "  - split.val_fraction = 1.5 (from --params): Input should be less than 1"
+    )
+    assert lines[2].startswith(
+        "  - finetune.lrr = 0.001 (conf/base/parameters_training.yml): unknown key; "
+        "did you mean lr?"
+    )
+    assert _files(project) == []  # no node ran: nothing was written
+    assert not (project / "mlflow.db").exists() or not mlflow.MlflowClient(
+        f"sqlite:///{project / 'mlflow.db'}"
+    ).search_experiments(filter_string="name = 'transfer_study'")
 
 
 def test_overrides_of_one_variant_and_of_all_reach_the_resolved_settings(project: Path):

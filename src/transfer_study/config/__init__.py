@@ -1,8 +1,8 @@
 """Typed parameters: one pydantic model per block of ``conf/<env>/parameters*.yml``.
 
 Nodes declare these models in their signatures; Kedro validates ``params:`` inputs
-against them and passes the instances. ``parse_settings`` validates a block with a
-message that names each bad key path.
+against them and passes the instances. ``transfer_study.config_check`` checks every
+block when a run starts, before any node, with messages that name the YAML file.
 The YAML files hold the values (and so the defaults); the models hold only the rules.
 """
 
