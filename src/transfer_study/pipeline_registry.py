@@ -25,7 +25,7 @@ def register_pipelines() -> dict[str, Pipeline]:
         Pipeline([]),
     )
     grid = configured_grid()
-    needs_features = any(VARIANTS[variant] == "features" for variant in grid.variants)
+    needs_features = any(VARIANTS[variant] == "features" for variant in grid["variants"])
     shared = pipelines["data_processing"] + (
         embedding_pipeline() if needs_features else Pipeline([])
     )

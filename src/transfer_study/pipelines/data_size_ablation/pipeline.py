@@ -48,8 +48,8 @@ def cell_name(variant: str, cell: dict[str, Any]) -> str:
     return f"{variant}.n{cell['n_samples']}_a{cell['n_angles']}_s{cell['seed']}"
 
 
-def configured_grid() -> AblationSettings:
-    """The ablation's parameters as the configuration files give them, validated."""
+def configured_grid() -> dict[str, Any]:
+    """The ablation's parameters as the configuration files give them."""
     # Kedro sessions (and notebooks in notebooks/) may start below the project root.
     project = find_kedro_project(Path.cwd()) or Path.cwd()
     loader = settings.CONFIG_LOADER_CLASS(
@@ -57,8 +57,7 @@ def configured_grid() -> AblationSettings:
         env=os.environ.get("KEDRO_ENV"),
         **settings.CONFIG_LOADER_ARGS,
     )
-    raw = loader["parameters"][PARAMETERS_KEY]
-    return parse_settings(AblationSettings, raw, block=PARAMETERS_KEY)
+    return loader["parameters"][PARAMETERS_KEY]
 
 
 def _cell_pipeline(variant: str, cell: dict[str, Any]) -> Pipeline:
@@ -113,7 +112,8 @@ def create_pipeline(**kwargs) -> Pipeline:
     Returns:
         The pipeline.
     """
-    grid = configured_grid()  # its model refuses unknown variants
+    # Validated here: the model refuses unknown variants and impossible axes.
+    grid = parse_settings(AblationSettings, configured_grid(), block=PARAMETERS_KEY)
     cells = [(variant, cell) for variant in grid.variants for cell in grid_cells(grid)]
     check = Node(
         func=bound(check_ablation_grid, "check_ablation_grid", pipeline_grid=grid),
