@@ -3,6 +3,7 @@
 from kedro.framework.project import find_pipelines
 from kedro.pipeline import Pipeline
 
+from transfer_study.pipelines import data_processing
 from transfer_study.pipelines.data_size_ablation.pipeline import configured_grid
 from transfer_study.pipelines.variant_template import VARIANTS, embedding_pipeline
 
@@ -19,15 +20,18 @@ def register_pipelines() -> dict[str, Pipeline]:
         run by name. The ablation runs after data processing and, when its grid has a
         variant that trains on backbone features, the embedding step of the study.
     """
+    # `kedro run --pipeline=<name>` makes find_pipelines load only the named pipelines
+    # (Kedro ≥ 1.7), so data processing is built here rather than looked up.
     pipelines = find_pipelines(raise_errors=True)
     pipelines["__default__"] = sum(
         (pipeline for name, pipeline in pipelines.items() if name not in _RUN_BY_NAME_ONLY),
         Pipeline([]),
     )
-    grid = configured_grid()
-    needs_features = any(VARIANTS[variant] == "features" for variant in grid["variants"])
-    shared = pipelines["data_processing"] + (
-        embedding_pipeline() if needs_features else Pipeline([])
-    )
-    pipelines["data_size_ablation"] = shared + pipelines["data_size_ablation"]
+    if "data_size_ablation" in pipelines:
+        grid = configured_grid()
+        needs_features = any(VARIANTS[variant] == "features" for variant in grid["variants"])
+        shared = data_processing.create_pipeline() + (
+            embedding_pipeline() if needs_features else Pipeline([])
+        )
+        pipelines["data_size_ablation"] = shared + pipelines["data_size_ablation"]
     return pipelines
