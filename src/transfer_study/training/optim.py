@@ -45,11 +45,11 @@ def create_optimizer(
     Raises:
         ValueError: For an unknown optimiser name.
     """
-    key = name.lower()
-    if key not in _OPTIMIZERS:
+    name = name.lower()
+    if name not in _OPTIMIZERS:
         raise ValueError(f"Unknown optimizer '{name}'; choose one of {sorted(_OPTIMIZERS)}.")
     options: dict[str, Any] = {"lr": lr, "weight_decay": weight_decay}
-    if key == "sgd":
+    if name == "sgd":
         options["momentum"] = momentum
     groups = [{"params": list(head.parameters()), "name": "head"}]
     if backbone is not None:
@@ -57,7 +57,7 @@ def create_optimizer(
         groups.append(
             {"params": list(backbone.parameters()), "name": "backbone", "lr": backbone_lr}
         )
-    return _OPTIMIZERS[key](groups, **options)
+    return _OPTIMIZERS[name](groups, **options)
 
 
 def create_scheduler(
@@ -85,15 +85,15 @@ def create_scheduler(
     Raises:
         ValueError: For an unknown schedule name.
     """
-    key = name.lower()
-    if key not in _SCHEDULERS:
+    name = name.lower()
+    if name not in _SCHEDULERS:
         raise ValueError(f"Unknown scheduler '{name}'; choose one of {list(_SCHEDULERS)}.")
-    if key == "none":
+    if name == "none":
         return None, False
-    if key == "step":
+    if name == "step":
         scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=step_size, gamma=gamma)
         return scheduler, False
-    if key == "cosine":
+    if name == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(epochs, 1)), False
     max_lrs = [group["lr"] for group in optimizer.param_groups]
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
