@@ -48,7 +48,15 @@ from torch import nn
 from torch.utils.data import DataLoader
 from torchvision import datasets, transforms
 
+from transfer_study.config import (
+    ModelSettings,
+    TrainingSettings,
+    VariantOverrides,
+    resolve_training_settings,
+    with_overrides,
+)
 from transfer_study.datasets import PhotoFolderDataset
+from transfer_study.demo.config import DemoConfig
 from transfer_study.models.factory import create_classifier, set_backbone_trainable
 from transfer_study.models.preprocessing import Preprocessing
 from transfer_study.photos.splitting import SPLIT_COLUMNS
@@ -166,13 +174,37 @@ def _parse_args() -> Settings:
     return settings
 
 
-def load_parameters() -> dict[str, Any]:
+@dataclass(frozen=True)
+class StudyParameters:
+    """The study's typed parameters that the measurements use."""
+
+    model: ModelSettings
+    frozen: TrainingSettings
+    finetune: TrainingSettings
+    demo_data: DemoConfig
+
+
+def load_parameters() -> StudyParameters:
     """The project's parameters as a `kedro run` resolves them (conf/base + conf/local)."""
     warnings.filterwarnings("ignore", message=".*register_new_resolver", category=UserWarning)
     loader = OmegaConfigLoader(
-        conf_source=str(REPO_ROOT / "conf"), base_env="base", default_run_env="local"
+        conf_source=str(REPO_ROOT / "conf"),
+        base_env="base",
+        default_run_env="local",
+        merge_strategy={"parameters": "soft"},
     )
-    return loader["parameters"]
+    raw = loader["parameters"]
+    defaults = VariantOverrides.model_validate(raw["training_defaults"])
+
+    def variant(name: str) -> TrainingSettings:
+        return resolve_training_settings(name, defaults, VariantOverrides.model_validate(raw[name]))
+
+    return StudyParameters(
+        model=ModelSettings.model_validate(raw["model"]),
+        frozen=variant("frozen"),
+        finetune=variant("finetune"),
+        demo_data=DemoConfig.model_validate(raw["demo_data"]),
+    )
 
 
 def _cpu_model() -> str:
@@ -184,21 +216,21 @@ def _cpu_model() -> str:
 
 
 def machine_header(
-    params: Mapping[str, Any], preprocessing: dict[str, Any], settings: Settings
+    params: StudyParameters, preprocessing: dict[str, Any], settings: Settings
 ) -> list[str]:
     """Machine, library versions and the settings that decide the speed."""
-    block = params["finetune"]
-    device = pick_device(block["device"])
-    amp = bool(block["amp"]) and device.type == "cuda"
+    block = params.finetune
+    device = pick_device(block.device)
+    amp = block.amp and device.type == "cuda"
     return [
         f"machine: {os.cpu_count()} cores, {_cpu_model()}, torch {torch.__version__}, "
         f"device {device}, {torch.get_num_threads()} torch threads",
-        f"model: {params['model']['backbone']} (ImageNet weights) at "
+        f"model: {params.model.backbone} (ImageNet weights) at "
         f"{preprocessing['input_size']} px, 2 classes; "
-        f"channels_last {'on' if block['channels_last'] else 'off'} and AMP "
+        f"channels_last {'on' if block.channels_last else 'off'} and AMP "
         f"{'on (float16)' if amp else 'off'} in ours and bound; the tutorial: fp32, contiguous",
         f"data: {settings.train_images} train + {settings.val_images} val demo photos "
-        f"({PHOTO_SIZE} px JPEG, quality {JPEG_QUALITY}, seed {params['demo_data']['seed']}); "
+        f"({PHOTO_SIZE} px JPEG, quality {JPEG_QUALITY}, seed {params.demo_data.seed}); "
         f"ours: the study's parameter blocks with {settings.epochs} epochs",
         f"tutorial loader: batch {TUTORIAL_BATCH_SIZE}, num_workers {_tutorial_workers()} "
         f"(the tutorial's {TUTORIAL_NUM_WORKERS}, capped at {os.cpu_count()} cores)",
@@ -214,7 +246,7 @@ def _samples_for(photos: int, angles: int) -> int:
 
 
 def render_photo_pool(
-    root: Path, demo_params: Mapping[str, Any], train_photos: int, val_photos: int
+    root: Path, demo_params: DemoConfig, train_photos: int, val_photos: int
 ) -> dict[str, list[Path]]:
     """Renders demo photos once: a training pool, then a validation pool of other samples.
 
@@ -227,11 +259,13 @@ def render_photo_pool(
     Returns:
         ``{"train": paths, "val": paths}``, each in sample and angle order.
     """
-    angles = int(demo_params["n_angles"])
+    angles = demo_params.n_angles
     train_samples = _samples_for(train_photos, angles)
     n_samples = train_samples + _samples_for(val_photos, angles)
     renders = generate_demo_fragments(
-        {**demo_params, "n_samples": n_samples, "image_size": PHOTO_SIZE}
+        DemoConfig.model_validate(
+            {**demo_params.model_dump(), "n_samples": n_samples, "image_size": PHOTO_SIZE}
+        )
     )
     pool: dict[str, list[Path]] = {"train": [], "val": []}
     for key, render in renders.items():
@@ -306,10 +340,10 @@ def _tutorial_loader(folder: Path, spec: Preprocessing, *, train: bool) -> DataL
 
 
 def _tutorial_model(
-    model_params: Mapping[str, Any], device: torch.device, *, frozen: bool
+    model_params: ModelSettings, device: torch.device, *, frozen: bool
 ) -> tuple[nn.Module, torch.optim.Optimizer]:
     """The pretrained model on ``device`` and the tutorial's SGD over what it trains."""
-    model = create_classifier(model_params["backbone"], weights="imagenet", num_classes=2)
+    model = create_classifier(model_params.backbone, weights="imagenet", num_classes=2)
     model = model.to(device)
     if frozen:
         set_backbone_trainable(model, False)  # the new head keeps requires_grad=True
@@ -406,7 +440,7 @@ class TutorialTiming:
 
 
 def measure_tutorial(
-    data: StudyData, params: Mapping[str, Any], settings: Settings, *, frozen: bool
+    data: StudyData, params: StudyParameters, settings: Settings, *, frozen: bool
 ) -> TutorialTiming:
     """Times the tutorial's train pass (and, frozen, its val pass) on ``data``'s photos.
 
@@ -419,10 +453,10 @@ def measure_tutorial(
     Returns:
         The timings.
     """
-    seed_everything(int(params["finetune"]["seed"]))
-    device = pick_device(params["finetune"]["device"])
+    seed_everything(params.finetune.seed)
+    device = pick_device(params.finetune.device)
     spec = Preprocessing.from_dict(data.preprocessing)
-    model, optimizer = _tutorial_model(params["model"], device, frozen=frozen)
+    model, optimizer = _tutorial_model(params.model, device, frozen=frozen)
     scheduler = torch.optim.lr_scheduler.StepLR(
         optimizer, step_size=TUTORIAL_STEP_SIZE, gamma=TUTORIAL_GAMMA
     )
@@ -480,7 +514,7 @@ class FinetuneCost:
         return sum(self.epochs) / len(self.epochs)
 
 
-def measure_ours_frozen(data: StudyData, params: Mapping[str, Any], epochs: int) -> FrozenCost:
+def measure_ours_frozen(data: StudyData, params: StudyParameters, epochs: int) -> FrozenCost:
     """Runs `embed_images` and `train_on_features` with the study's frozen block.
 
     Args:
@@ -491,8 +525,8 @@ def measure_ours_frozen(data: StudyData, params: Mapping[str, Any], epochs: int)
     Returns:
         Decode, extraction and per-epoch seconds.
     """
-    block = {**params["frozen"], "epochs": epochs}
-    args = (data.split, data.preprocessing, params["model"], block)
+    block = with_overrides(params.frozen, epochs=epochs)
+    args = (data.split, Preprocessing.from_dict(data.preprocessing), params.model, block)
     ((key, compute),) = embed_images(data.decoded, *args).items()
     started = time.perf_counter()
     features = compute()
@@ -519,7 +553,7 @@ def timed_calls(module: Any, name: str) -> Iterator[list[float]]:
         yield seconds
 
 
-def measure_ours_finetune(data: StudyData, params: Mapping[str, Any], epochs: int) -> FinetuneCost:
+def measure_ours_finetune(data: StudyData, params: StudyParameters, epochs: int) -> FinetuneCost:
     """Runs `train_on_images` with the study's fine-tune block; keeps the unfrozen epochs.
 
     The training passes are timed by wrapping `train_one_epoch` (which `fit` calls once
@@ -534,11 +568,10 @@ def measure_ours_finetune(data: StudyData, params: Mapping[str, Any], epochs: in
     Returns:
         Training-pass and epoch seconds of the epochs with the backbone unfrozen.
     """
-    block = {**params["finetune"], "epochs": epochs}
+    block = with_overrides(params.finetune, epochs=epochs)
+    spec = Preprocessing.from_dict(data.preprocessing)
     with timed_calls(loops, "train_one_epoch") as passes:
-        _, history, _ = train_on_images(
-            data.decoded, data.split, data.preprocessing, params["model"], block
-        )
+        _, history, _ = train_on_images(data.decoded, data.split, spec, params.model, block)
     unfrozen = ~history["backbone_frozen"].to_numpy()
     return FinetuneCost(
         data.train_images,
@@ -551,7 +584,7 @@ def measure_ours_finetune(data: StudyData, params: Mapping[str, Any], epochs: in
 
 
 def measure_bound(
-    params: Mapping[str, Any], preprocessing: dict[str, Any], settings: Settings
+    params: StudyParameters, preprocessing: dict[str, Any], settings: Settings
 ) -> float:
     """Training images/s of our training step on one batch kept in memory.
 
@@ -566,19 +599,30 @@ def measure_bound(
     Returns:
         Images per second after warm-up.
     """
-    block = params["finetune"]
-    device = pick_device(block["device"])
-    device_settings = DeviceSettings(device, bool(block["channels_last"]), bool(block["amp"]))
-    seed_everything(int(block["seed"]))
+    block = params.finetune
+    device = pick_device(block.device)
+    device_settings = DeviceSettings(device, block.channels_last, block.amp)
+    seed_everything(block.seed)
     model = create_classifier(
-        params["model"]["backbone"], weights=block["weights"], num_classes=2, head=block["head"]
+        params.model.backbone,
+        weights=block.weights,
+        num_classes=2,
+        head=block.head.model_dump(exclude_none=True),
     )
     memory_format = torch.channels_last if device_settings.channels_last else torch.preserve_format
     model = model.to(device, memory_format=memory_format).train()
-    optimizer = create_optimizer(head=model.head, backbone=model.backbone, params=block)
-    criterion = nn.CrossEntropyLoss(label_smoothing=float(block["label_smoothing"]))
-    scaler = torch.amp.GradScaler("cuda") if block["amp"] and device.type == "cuda" else None
-    batch_size, side = int(block["batch_size"]), Preprocessing.from_dict(preprocessing).input_size
+    optimizer = create_optimizer(
+        block.optimizer,
+        head=model.head,
+        backbone=model.backbone,
+        lr=block.lr,
+        weight_decay=block.weight_decay,
+        momentum=block.momentum,
+        backbone_lr_multiplier=block.backbone_lr_multiplier,
+    )
+    criterion = nn.CrossEntropyLoss(label_smoothing=block.label_smoothing)
+    scaler = torch.amp.GradScaler("cuda") if block.amp and device.type == "cuda" else None
+    batch_size, side = block.batch_size, Preprocessing.from_dict(preprocessing).input_size
     batch = (
         device_settings.to_device(torch.randn(batch_size, 3, side, side)),
         torch.randint(0, 2, (batch_size,), device=device),
@@ -797,7 +841,7 @@ def print_pipelines(seconds: Mapping[str, float]) -> None:
 
 
 def measure(
-    data: StudyData, params: Mapping[str, Any], preprocessing: dict[str, Any], settings: Settings
+    data: StudyData, params: StudyParameters, preprocessing: dict[str, Any], settings: Settings
 ) -> Results:
     """The main measurement: both loops, both variants and the bound, on the same photos."""
     return Results(
@@ -812,7 +856,7 @@ def measure(
 def measure_scaling(
     pool: Mapping[str, list[Path]],
     root: Path,
-    params: Mapping[str, Any],
+    params: StudyParameters,
     preprocessing: dict[str, Any],
     epochs: int,
 ) -> dict[int, tuple[FrozenCost, FinetuneCost]]:
@@ -831,15 +875,15 @@ def main() -> None:
     """Renders the photos, measures, and prints the tables."""
     settings = _parse_args()
     params = load_parameters()
-    warm_up_epochs = int(params["finetune"]["backbone_frozen_epochs"])
+    warm_up_epochs = params.finetune.backbone_frozen_epochs
     if settings.epochs <= warm_up_epochs:
         sys.exit(f"--epochs must exceed finetune.backbone_frozen_epochs ({warm_up_epochs})")
-    preprocessing = resolve_preprocessing(params["model"])
+    preprocessing = resolve_preprocessing(params.model)
     print("\n".join(machine_header(params, preprocessing, settings)) + "\n", flush=True)
     largest = max((settings.train_images, *(SCALING_TRAIN_IMAGES if settings.scaling else ())))
     with tempfile.TemporaryDirectory(prefix="transfer-study-speed-") as scratch:
         root = Path(scratch)
-        pool = render_photo_pool(root, params["demo_data"], largest, val_images(largest))
+        pool = render_photo_pool(root, params.demo_data, largest, val_images(largest))
         main_layout = lay_out(pool, root / "main", settings.train_images, settings.val_images)
         results = measure(study_data(main_layout, preprocessing), params, preprocessing, settings)
         print_measurements(results)

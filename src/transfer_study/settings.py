@@ -14,8 +14,10 @@ CONFIG_LOADER_ARGS = {
     "merge_strategy": {"parameters": "soft"},
 }
 
+from transfer_study.config_check import ParameterCheckHook  # noqa: E402
 from transfer_study.tracking.hooks import ChildRunHook  # noqa: E402
 
-# kedro-mlflow (an installed plugin) opens one run per `kedro run`; this hook adds a
-# nested run per training. See docs/architecture.md, "Tracking".
-HOOKS = (ChildRunHook(),)
+# ParameterCheckHook checks every parameter block before any node runs, naming the YAML
+# file of a bad key. kedro-mlflow (an installed plugin) opens one run per `kedro run`;
+# ChildRunHook adds a nested run per training. See docs/architecture.md, "Tracking".
+HOOKS = (ParameterCheckHook(), ChildRunHook())

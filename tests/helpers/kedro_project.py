@@ -29,7 +29,7 @@ TINY_DEMO = {
 TINY_TRAINING = {
     **{f"{variant}.epochs": 2 for variant in ("scratch", "frozen", "finetune")},
     "finetune.backbone_frozen_epochs": 1,
-    "_training_defaults.batch_size": 8,
+    "training_defaults.batch_size": 8,
     "evaluation.bootstrap_resamples": 200,
 }
 

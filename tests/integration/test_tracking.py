@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import mlflow
@@ -97,10 +98,26 @@ def test_child_runs_hold_the_trainings_own_flattened_parameters(study: Path):
         params = run.data.params
         assert params["training.name"] == variant
         assert params["training.epochs"] == "2"
+        assert params["training.batch_size"] == "8"  # training_defaults, as the run set it
         assert params["training.head.type"] == "linear"
         assert params["model.backbone"] == "efficientnet_lite0"
+    # Each run holds its own resolved settings, not another variant's.
     assert children["finetune"].data.params["training.backbone_frozen_epochs"] == "1"
-    assert "training.backbone_frozen_epochs" not in children["frozen"].data.params
+    assert children["frozen"].data.params["training.backbone_frozen_epochs"] == "0"
+    assert children["frozen"].data.params["training.early_stopping_patience"] == "10"
+    assert children["scratch"].data.params["training.weights"] == "none"
+
+
+def test_the_parent_run_shows_each_parameter_block_as_json(study: Path):
+    params = _study_parent(study).data.params
+    assert json.loads(params["finetune"]) == {
+        "weights": "imagenet",
+        "lr": 0.003,
+        "epochs": 2,
+        "backbone_frozen_epochs": 1,
+        "backbone_lr_multiplier": 0.1,
+    }
+    assert json.loads(params["model"]) == {"backbone": "efficientnet_lite0", "image_size": 32}
 
 
 def test_child_runs_have_one_metric_point_per_epoch_and_the_test_metrics(study: Path):
@@ -180,18 +197,19 @@ def test_logged_image_classifier_takes_photo_files_and_matches_the_checkpoint(st
 
 def test_a_failing_training_marks_its_run_and_the_parent_failed(study: Path):
     before = {run.info.run_id: run for run in _runs(study)}
-    with project_environment(study), pytest.raises(ValueError, match="optimizer"):
+    # A torchvision class that does not exist passes the parameter check (any name is a
+    # name) and fails when the training builds its transforms.
+    broken = {"finetune.augmentations": [{"name": "NoSuchTransform"}]}
+    with project_environment(study), pytest.raises(ValueError, match="augmentation"):
         run_pipeline(
-            study,
-            {**TINY_DEMO, **TINY_TRAINING, "frozen.optimizer": "no_such_optimizer"},
-            namespaces=["scratch", "frozen"],
+            study, {**TINY_DEMO, **TINY_TRAINING, **broken}, namespaces=["scratch", "finetune"]
         )
     new_runs = [run for run in _runs(study) if run.info.run_id not in before]
     (parent,) = [run for run in new_runs if "mlflow.parentRunId" not in run.data.tags]
     assert parent.info.status == "FAILED"
     children = _children(study, parent)
-    assert children["frozen"].info.status == "FAILED"
-    assert "optimizer" in children["frozen"].data.tags["error"]
+    assert children["finetune"].info.status == "FAILED"
+    assert "NoSuchTransform" in children["finetune"].data.tags["error"]
     assert all(run.info.status != "RUNNING" for run in children.values())
     # The earlier study's runs are untouched.
     for run_id, run in before.items():

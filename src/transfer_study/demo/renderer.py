@@ -350,7 +350,7 @@ def render_fragments(config: DemoConfig) -> dict[str, Callable[[], Image.Image]]
     """Lays out the demo dataset of fragment photos as lazily rendered partitions.
 
     Args:
-        config: The validated configuration (``parse_demo_config``).
+        config: The validated ``demo_data`` parameters.
 
     Returns:
         ``{"<class>/s<sample:04d>_a<angle:02d>": render}``, where ``render()`` returns that

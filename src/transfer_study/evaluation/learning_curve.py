@@ -5,16 +5,8 @@ Pure functions of the ablation's cell records
 per-seed table, the learning curve with a two-level bootstrap interval, and a fitted,
 extrapolated learning curve. Nothing here opens a file, logs to MLflow or prints.
 
-Report settings come from one ``params`` mapping (``params:data_size_ablation.report``
-or similar); missing keys fall back to :data:`DEFAULT_SETTINGS`:
-
-* ``confidence``: level of the accuracy intervals (0.95).
-* ``bootstrap_resamples``: two-level bootstrap replicates (2000).
-* ``bootstrap_seed``: seed of the bootstrap (0).
-* ``tolerance``: accuracy (a fraction) a cheaper cell may lose against the best one and
-  still be recommended (0.01 = one percentage point).
-* ``extrapolate_to``: multiples of the largest training-set size at which the fitted
-  learning curve is evaluated ([2, 10]).
+The report's settings (``data_size_ablation.report``, validated by
+``transfer_study.config.ReportSettings``) arrive as keyword arguments.
 """
 
 from __future__ import annotations
@@ -27,13 +19,6 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import OptimizeWarning, curve_fit
 
-DEFAULT_SETTINGS: dict[str, Any] = {
-    "confidence": 0.95,
-    "bootstrap_resamples": 2000,
-    "bootstrap_seed": 0,
-    "tolerance": 0.01,
-    "extrapolate_to": [2, 10],
-}
 CELL_KEYS = ["variant", "n_samples", "n_angles"]
 _PER_PHOTO_KEYS = ("sample_id", "correct")
 _RECORD_KEYS = ("variant", "n_samples", "n_angles", "seed", "n_images", "accuracy")
@@ -54,15 +39,6 @@ _MIN_FIT_SIZES = 3
 _C_BOUNDS = (1e-3, 5.0)
 _FIT_MAX_EVALUATIONS = 20_000
 _FLOAT_SLACK = 1e-12  # accuracies equal up to rounding count as within tolerance
-
-
-def _settings(params: Mapping[str, Any] | None) -> dict[str, Any]:
-    settings = {**DEFAULT_SETTINGS, **(params or {})}
-    if not 0 < float(settings["confidence"]) < 1:
-        raise ValueError(f"confidence must be in (0, 1), got {settings['confidence']}.")
-    if float(settings["tolerance"]) < 0:
-        raise ValueError(f"tolerance must be ≥ 0, got {settings['tolerance']}.")
-    return settings
 
 
 # --------------------------------------------------------------------------- tables
@@ -133,16 +109,10 @@ def two_level_bootstrap_ci(
 
 
 def _curve_row(
-    frame: pd.DataFrame, records: Sequence[Mapping[str, Any]], settings: Mapping[str, Any]
+    frame: pd.DataFrame, records: Sequence[Mapping[str, Any]], **bootstrap: Any
 ) -> dict[str, Any]:
     hits, sizes = _cluster_hits([records[i] for i in frame.index])
-    low, high = two_level_bootstrap_ci(
-        hits,
-        sizes,
-        confidence=float(settings["confidence"]),
-        n_resamples=int(settings["bootstrap_resamples"]),
-        seed=int(settings["bootstrap_seed"]),
-    )
+    low, high = two_level_bootstrap_ci(hits, sizes, **bootstrap)
     row = {
         "n_images": round(float(frame["n_images"].mean())),
         "n_seeds": len(frame),
@@ -158,7 +128,7 @@ def _curve_row(
 
 
 def learning_curve_tables(
-    records: Sequence[Mapping[str, Any]], params: Mapping[str, Any]
+    records: Sequence[Mapping[str, Any]], *, confidence: float, n_resamples: int, seed: int
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per-seed results and the learning curve with a two-level bootstrap interval.
 
@@ -171,7 +141,9 @@ def learning_curve_tables(
 
     Args:
         records: Cell records from ``summarise_cell``.
-        params: Reads ``confidence``, ``bootstrap_resamples``, ``bootstrap_seed``.
+        confidence: Level of the intervals, in (0, 1).
+        n_resamples: Two-level bootstrap replicates.
+        seed: Seed of the bootstrap.
 
     Returns:
         ``per_seed``: one row per record (per-photo lists left out), sorted by cell and
@@ -184,10 +156,10 @@ def learning_curve_tables(
         ValueError: Without records, with records missing keys, or when the seeds of
             one cell were tested on different photos.
     """
-    settings = _settings(params)
+    bootstrap = {"confidence": confidence, "n_resamples": n_resamples, "seed": seed}
     per_seed = _per_seed_table(records)
     rows = [
-        {**dict(zip(CELL_KEYS, key, strict=True)), **_curve_row(frame, records, settings)}
+        {**dict(zip(CELL_KEYS, key, strict=True)), **_curve_row(frame, records, **bootstrap)}
         for key, frame in per_seed.groupby(CELL_KEYS, sort=True)
     ]
     curve = pd.DataFrame(rows)

@@ -1,13 +1,12 @@
 """How much data is enough: the data-budget recommendation from a learning curve.
 
-Reads the report settings of :mod:`transfer_study.evaluation.learning_curve`
-(``tolerance``, ``extrapolate_to``, ``confidence``). Pure functions: nothing here opens
-a file, logs to MLflow or prints.
+Takes the report's ``tolerance``, ``extrapolate_to`` and ``confidence`` as keyword
+arguments. Pure functions: nothing here opens a file, logs to MLflow or prints.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from itertools import combinations
 from typing import Any
 
@@ -18,7 +17,6 @@ from .learning_curve import (
     _CURVE_COLUMNS,
     _FLOAT_SLACK,
     _MIN_FIT_SIZES,
-    _settings,
     extrapolate_power_law,
     fit_inverse_power_law,
 )
@@ -107,7 +105,9 @@ def _learning_curve_fit(cells: pd.DataFrame, multiples: Sequence[float]) -> dict
     return {**fit, "fit_on": fit_on, "extrapolation": extrapolate_power_law(fit, multiples)}
 
 
-def recommend_data_budget(curve: pd.DataFrame, params: Mapping[str, Any]) -> dict[str, Any]:
+def recommend_data_budget(
+    curve: pd.DataFrame, *, tolerance: float, confidence: float, extrapolate_to: Sequence[float]
+) -> dict[str, Any]:
     """How much data is enough: per variant and overall.
 
     * ``best``: the cell with the highest mean accuracy (ties: fewer photos, fewer samples).
@@ -124,8 +124,12 @@ def recommend_data_budget(curve: pd.DataFrame, params: Mapping[str, Any]) -> dic
 
     Args:
         curve: The learning curve from :func:`learning_curve_tables`.
-        params: Reads ``tolerance``, ``extrapolate_to`` and ``confidence`` (copied into
-            the result for the report's labels).
+        tolerance: Accuracy (a fraction, ≥ 0) a cheaper cell may lose against the best
+            one and still be recommended.
+        confidence: Level of the curve's intervals (copied into the result for the
+            report's labels).
+        extrapolate_to: Multiples of the largest training-set size at which the fitted
+            curve is evaluated.
 
     Returns:
         ``{"tolerance", "confidence", "overall": {"best", "budget"}, "variants":
@@ -135,22 +139,20 @@ def recommend_data_budget(curve: pd.DataFrame, params: Mapping[str, Any]) -> dic
     Raises:
         ValueError: If ``curve`` is empty or lacks columns.
     """
-    settings = _settings(params)
     missing = [c for c in _CURVE_COLUMNS if c not in curve.columns]
     if missing or curve.empty:
         raise ValueError(f"curve must have rows and columns {_CURVE_COLUMNS}; missing {missing}.")
-    tolerance = float(settings["tolerance"])
     variants = {
         str(variant): {
             **_best_and_budget(cells, tolerance),
             "samples_vs_angles": _samples_vs_angles(cells, tolerance),
-            "learning_curve": _learning_curve_fit(cells, settings["extrapolate_to"]),
+            "learning_curve": _learning_curve_fit(cells, extrapolate_to),
         }
         for variant, cells in curve.groupby("variant", sort=True)
     }
     return {
         "tolerance": tolerance,
-        "confidence": float(settings["confidence"]),
+        "confidence": confidence,
         "overall": _best_and_budget(curve, tolerance),
         "variants": variants,
     }

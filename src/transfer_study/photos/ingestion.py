@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import pandas as pd
 from tqdm.auto import tqdm
 
+from transfer_study.config import RawImagesSettings
 from transfer_study.images import ImageDecodeError, decode_rgb, is_hidden_or_system_file
 
 logger = logging.getLogger(__name__)
@@ -270,13 +271,13 @@ def _without_duplicates(index: pd.DataFrame) -> tuple[pd.DataFrame, list[dict]]:
 
 
 def ingest(
-    raw_images: Mapping[str, Callable[[], bytes]], params: Mapping
+    raw_images: Mapping[str, Callable[[], bytes]], settings: RawImagesSettings
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Reads a photo folder's layout and decodes every photo once to check it.
 
     Args:
         raw_images: Lazy loaders of every file's bytes, by path relative to the folder.
-        params: The ``raw_images`` parameters: ``manifest``, ``classes``,
+        settings: The ``raw_images`` parameters: ``manifest``, ``classes``,
             ``filename_pattern``, ``sample_ids_per_class``, ``check_draft_size``, ``path``.
 
     Returns:
@@ -287,8 +288,8 @@ def ingest(
         DataLayoutError: For a manifest that escapes the folder, lacks labels or uses
             unknown labels, and for a sample id with photos under two labels.
     """
-    manifest_name = params.get("manifest") or ""
-    classes = params.get("classes")
+    manifest_name = settings.manifest or ""
+    classes = settings.classes
     files = sorted(p for p in raw_images if not is_hidden_or_system_file(p))
     if manifest_name and manifest_name in raw_images:
         logger.info("Reading labels from %s", manifest_name)
@@ -303,10 +304,10 @@ def ingest(
             ]
             candidates = [c for c in candidates if c.label in classes]
     candidates = _with_sample_ids(
-        candidates, params.get("filename_pattern"), bool(params.get("sample_ids_per_class"))
+        candidates, settings.filename_pattern, settings.sample_ids_per_class
     )
     _check_one_label_per_sample(candidates)
-    good, checked_quality = _checked_rows(candidates, raw_images, params.get("check_draft_size"))
+    good, checked_quality = _checked_rows(candidates, raw_images, settings.check_draft_size)
     index = pd.DataFrame(good, columns=IMAGE_INDEX_COLUMNS)
     index, duplicate_quality = _without_duplicates(index)
     report = pd.DataFrame(quality + checked_quality + duplicate_quality, columns=QUALITY_COLUMNS)
@@ -317,7 +318,7 @@ def ingest(
         len(index),
         index["sample_id"].nunique(),
         index["label"].nunique(),
-        params.get("path"),
+        settings.path,
         excluded,
         int((report["status"] == "converted").sum()),
     )

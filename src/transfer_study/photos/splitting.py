@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from typing import Any
 
 import pandas as pd
 from sklearn.model_selection import train_test_split
+
+from transfer_study.config import SplitSettings
 
 logger = logging.getLogger(__name__)
 
@@ -33,15 +33,13 @@ def _check_class_sizes(samples: pd.DataFrame, path: str) -> None:
         )
 
 
-def _assign_splits(samples: pd.DataFrame, params: Mapping[str, Any]) -> pd.Series:
-    """Stratified split of samples (not photos), so no sample straddles two splits."""
-    val_fraction, test_fraction = float(params["val_fraction"]), float(params["test_fraction"])
-    if not (0 < val_fraction < 1 and 0 < test_fraction < 1 and val_fraction + test_fraction < 1):
-        raise ValueError(
-            "split.val_fraction and split.test_fraction must be in (0, 1) and sum to less "
-            f"than 1; got {val_fraction} and {test_fraction}."
-        )
-    seed = int(params["seed"])
+def _assign_splits(samples: pd.DataFrame, settings: SplitSettings) -> pd.Series:
+    """Stratified split of samples (not photos), so no sample straddles two splits.
+
+    ``SplitSettings`` guarantees fractions in (0, 1) that sum to less than 1.
+    """
+    val_fraction, test_fraction = settings.val_fraction, settings.test_fraction
+    seed = settings.seed
     try:
         rest, test = train_test_split(
             samples, test_size=test_fraction, stratify=samples["label"], random_state=seed
@@ -74,13 +72,13 @@ def _summarise(split: pd.DataFrame) -> pd.DataFrame:
 
 
 def split_photos_by_sample(
-    image_index: pd.DataFrame, params: Mapping[str, Any], *, folder: str
+    image_index: pd.DataFrame, settings: SplitSettings, *, folder: str
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Splits photos into train/val/test by physical sample, stratified by class.
 
     Args:
         image_index: One row per usable photo (``path,label,sample_id,angle,sha256``).
-        params: ``val_fraction``, ``test_fraction`` and ``seed``.
+        settings: ``val_fraction``, ``test_fraction`` and ``seed``.
         folder: The photo folder, named in errors.
 
     Returns:
@@ -92,7 +90,7 @@ def split_photos_by_sample(
     """
     samples = image_index.groupby("sample_id", as_index=False)["label"].first()
     _check_class_sizes(samples, folder)
-    samples["split"] = _assign_splits(samples, params)
+    samples["split"] = _assign_splits(samples, settings)
     split = image_index.merge(samples[["sample_id", "split"]], on="sample_id", validate="m:1")
     summary = _summarise(split)
     missing = summary[[f"samples_{name}" for name in SPLITS]].eq(0).any(axis=1)
@@ -103,6 +101,6 @@ def split_photos_by_sample(
             "classes or change split.val_fraction / split.test_fraction."
         )
     logger.info(
-        "Split by physical sample (seed %s):\n%s", params["seed"], summary.to_string(index=False)
+        "Split by physical sample (seed %s):\n%s", settings.seed, summary.to_string(index=False)
     )
     return split[SPLIT_COLUMNS].sort_values(["split", "path"], ignore_index=True), summary

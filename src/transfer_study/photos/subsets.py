@@ -25,13 +25,15 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from itertools import product
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from transfer_study.config import AblationGrid, AblationSettings
 
 logger = logging.getLogger(__name__)
 
@@ -243,49 +245,33 @@ def training_subset(split: pd.DataFrame, cell: Mapping[str, Any]) -> pd.DataFram
     return subset
 
 
-def grid_cells(grid: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def grid_cells(grid: AblationGrid) -> list[dict[str, Any]]:
     """Expands a grid into its cells (variants left out: they share subsets).
 
     Args:
-        grid: Either a mapping with lists ``n_samples``, ``n_angles``, ``seeds`` (a
-            scalar counts as a one-element list) and optionally ``clamp``, or a sequence
-            of cell mappings, returned as they are.
+        grid: The axes ``n_samples``, ``n_angles``, ``seeds`` and ``clamp``.
 
     Returns:
         One ``{"n_samples", "n_angles", "seed", "clamp"}`` dict per combination.
     """
-    if not isinstance(grid, Mapping):
-        return [dict(cell) for cell in grid]
-
-    def as_list(key: str) -> list:
-        value = grid[key]
-        return (
-            list(value) if isinstance(value, Sequence) and not isinstance(value, str) else [value]
-        )
-
-    clamp = bool(grid.get("clamp", False))
     return [
-        {"n_samples": n, "n_angles": k, "seed": s, "clamp": clamp}
-        for n, k, s in product(as_list("n_samples"), as_list("n_angles"), as_list("seeds"))
+        {"n_samples": n, "n_angles": k, "seed": s, "clamp": grid.clamp}
+        for n, k, s in product(grid.n_samples, grid.n_angles, grid.seeds)
     ]
 
 
-def validate_grid(
-    split: pd.DataFrame, grid: Mapping[str, Any] | Sequence[Mapping[str, Any]]
-) -> None:
+def validate_grid(split: pd.DataFrame, grid: AblationGrid) -> None:
     """Checks every cell of the grid before any training, and reports all problems at once.
 
     Args:
         split: The split table.
-        grid: The grid, as accepted by :func:`grid_cells`.
+        grid: The grid (its model guarantees at least one cell).
 
     Raises:
         ValueError: Listing every impossible cell, what exists per class and what to
             change (the same message as :func:`training_subset`).
     """
     cells = [_parse_cell(cell) for cell in grid_cells(grid)]
-    if not cells:
-        raise ValueError("The data-size ablation grid has no cells.")
     by_seed: dict[int, list[_Cell]] = {}
     for cell in cells:
         by_seed.setdefault(cell.seed, []).append(cell)
@@ -297,11 +283,11 @@ def validate_grid(
         raise ValueError(_impossible_message(ranked, problems))
 
 
-def grid_signature(grid: Mapping[str, Any]) -> list[tuple]:
+def grid_signature(grid: AblationSettings) -> list[tuple]:
     """The grid's ``(variant, n_samples, n_angles, seed, clamp)`` cells, sorted."""
     cells = grid_cells(grid)
     return sorted(
         (variant, c["n_samples"], c["n_angles"], c["seed"], c["clamp"])
-        for variant in grid["variants"]
+        for variant in grid.variants
         for c in cells
     )

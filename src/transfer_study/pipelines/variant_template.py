@@ -1,41 +1,77 @@
 """What the study and the data-size ablation share: the variants, the template pipeline
-of one variant (train → evaluate → plot curves) and the frozen variant's embedding step."""
+of one variant (resolve its settings → train → evaluate → plot curves) and the frozen
+variant's embedding step."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial, update_wrapper
+from typing import Any
 
 from kedro.pipeline import Node, Pipeline
 
 from .variant_nodes import (
-    embed_images,
-    evaluate_on_test,
+    embed_backbone_features,
+    evaluate_variant,
     plot_training_curves,
-    train_on_features,
-    train_on_images,
+    resolve_variant_settings,
+    train_feature_variant,
+    train_image_variant,
 )
 
 # Variant name → trains on cached images, or on backbone features embedded once.
 VARIANTS: dict[str, str] = {"scratch": "images", "frozen": "features", "finetune": "images"}
+FEATURES_VARIANT = "frozen"  # whose settings embed the photos once for every frozen run
+TRAINING_DEFAULTS = "params:training_defaults"
+# Kept outside the variant's namespace when it is applied.
+SHARED_PARAMETERS = ("params:model", "params:evaluation", TRAINING_DEFAULTS)
 _SHARED_INPUTS = {"decoded_images", "split", "preprocessing"}
 
 
-def variant_template(
-    train: Callable, training_data: str, training_parameters: str = "params:training"
-) -> Pipeline:
-    """Train, evaluate and plot one variant; namespaced by the caller.
+def bound(func: Callable, name: str, **values: Any) -> Callable:
+    """``func`` with keyword arguments fixed, named ``name`` for Kedro and kedro viz.
+
+    The wrapper keeps ``func``'s annotations, so Kedro still validates typed parameters.
+    """
+    wrapper = update_wrapper(partial(func, **values), func)
+    wrapper.__name__ = name
+    return wrapper
+
+
+def _resolve_node(variant: str, overrides: str, output: str, name: str) -> Node:
+    return Node(
+        func=bound(resolve_variant_settings, "resolve_variant_settings", variant=variant),
+        inputs=[TRAINING_DEFAULTS, overrides],
+        outputs=output,
+        name=name,
+    )
+
+
+def training_node_and_data(variant: str) -> tuple[Callable, str]:
+    """The training node function of ``variant`` and the dataset it trains on."""
+    if VARIANTS[variant] == "features":
+        return train_feature_variant, "backbone_features"
+    return train_image_variant, "decoded_images"
+
+
+def variant_template(variant: str, training_settings: str = "training_settings") -> Pipeline:
+    """Resolve the settings of ``variant``, train, evaluate and plot; namespaced by the caller.
 
     Args:
-        train: ``train_on_images`` or ``train_on_features``.
-        training_data: The dataset ``train`` reads (``decoded_images`` or ``backbone_features``).
-        training_parameters: The variant's settings: a parameter block, or a dataset made
-            by an earlier node (an ablation cell's block with the cell's seed).
+        variant: ``scratch``, ``frozen`` or ``finetune``; its block is ``params:training``.
+        training_settings: The dataset the training node reads: ``training_settings``
+            (the resolved settings), or one made from them by a later node (an ablation
+            cell's settings with the cell's seed).
 
     Returns:
         The un-namespaced template pipeline.
     """
+    train, training_data = training_node_and_data(variant)
     return Pipeline(
         [
+            _resolve_node(
+                variant, "params:training", "training_settings", "resolve_training_settings_node"
+            ),
             Node(
                 func=train,
                 inputs=[
@@ -43,13 +79,13 @@ def variant_template(
                     "split",
                     "preprocessing",
                     "params:model",
-                    training_parameters,
+                    training_settings,
                 ],
                 outputs=["model", "training_history", "training_summary"],
                 name="train_node",
             ),
             Node(
-                func=evaluate_on_test,
+                func=evaluate_variant,
                 inputs=["model", "decoded_images", "split", "params:evaluation"],
                 outputs=["test_predictions", "test_metrics", "confusion_matrix"],
                 name="evaluate_node",
@@ -64,13 +100,6 @@ def variant_template(
     )
 
 
-def training_node_and_data(variant: str) -> tuple[Callable, str]:
-    """The training function of ``variant`` and the dataset it trains on."""
-    if VARIANTS[variant] == "features":
-        return train_on_features, "backbone_features"
-    return train_on_images, "decoded_images"
-
-
 def variant_pipeline(variant: str) -> Pipeline:
     """The template for ``variant`` under its own namespace and parameter block.
 
@@ -80,14 +109,13 @@ def variant_pipeline(variant: str) -> Pipeline:
     Returns:
         The namespaced pipeline.
     """
-    train, data = training_node_and_data(variant)
+    _, training_data = training_node_and_data(variant)
     return Pipeline(
-        variant_template(train, data),
+        variant_template(variant),
         namespace=variant,
-        inputs=_SHARED_INPUTS | {data},
+        inputs=_SHARED_INPUTS | {training_data},
         parameters={
-            "params:model": "params:model",
-            "params:evaluation": "params:evaluation",
+            **{shared: shared for shared in SHARED_PARAMETERS},
             "params:training": f"params:{variant}",
         },
     )
@@ -97,17 +125,23 @@ def embedding_pipeline() -> Pipeline:
     """Embeds every photo once with the frozen backbone, for every frozen run and cell."""
     return Pipeline(
         [
+            _resolve_node(
+                FEATURES_VARIANT,
+                f"params:{FEATURES_VARIANT}",
+                "embedding_settings",
+                "resolve_embedding_settings_node",
+            ),
             Node(
-                func=embed_images,
+                func=embed_backbone_features,
                 inputs=[
                     "decoded_images",
                     "split",
                     "preprocessing",
                     "params:model",
-                    "params:frozen",
+                    "embedding_settings",
                 ],
                 outputs="backbone_features",
                 name="embed_images_node",
-            )
+            ),
         ]
     )

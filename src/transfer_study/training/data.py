@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -133,8 +132,9 @@ def _image_loader(
     rows: pd.DataFrame,
     class_names: list[str],
     transform: Callable,
-    params: Mapping[str, Any],
     *,
+    batch_size: int,
+    num_workers: int | str,
     shuffle: bool,
     generator: torch.Generator,
     settings: DeviceSettings,
@@ -143,10 +143,10 @@ def _image_loader(
     dataset = CachedImageDataset(images, class_indices(rows["label"], class_names), transform)
     return make_loader(
         dataset,
-        batch_size=int(params["batch_size"]),
+        batch_size=batch_size,
         shuffle=shuffle,
         generator=generator,
-        num_workers=resolve_num_workers(params["num_workers"]),
+        num_workers=resolve_num_workers(num_workers),
         pin_memory=settings.device.type == "cuda",
     )
 

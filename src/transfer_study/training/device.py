@@ -4,9 +4,7 @@ and ``torch.compile``."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import nn
@@ -78,12 +76,10 @@ def pick_device(preference: str = DEVICE_AUTO) -> torch.device:
     return torch.device(preference)
 
 
-def _device_settings(params: Mapping[str, Any]) -> DeviceSettings:
-    device = pick_device(params.get("device", "auto"))
+def _device_settings(preference: str, *, channels_last: bool, amp: bool) -> DeviceSettings:
+    device = pick_device(preference)
     torch.backends.cudnn.benchmark = device.type == "cuda"
-    return DeviceSettings(
-        device=device, channels_last=bool(params["channels_last"]), amp=bool(params["amp"])
-    )
+    return DeviceSettings(device=device, channels_last=channels_last, amp=amp)
 
 
 def maybe_compile(model: nn.Module, setting: bool | str, device: torch.device) -> nn.Module:

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from transfer_study.config import ModelSettings, TrainingSettings
 from transfer_study.models.factory import create_classifier
 from transfer_study.models.preprocessing import Preprocessing
 from transfer_study.models.transforms import build_eval_transform, build_train_transform
@@ -25,14 +26,15 @@ from transfer_study.training.device import DeviceSettings, _device_settings, _me
 from transfer_study.training.image_cache import image_cache_key, select_image_cache
 
 
-def _features_key(image_key: str, backbone: str, params: Mapping[str, Any]) -> str:
+def _features_key(image_key: str, backbone: str, settings: TrainingSettings) -> str:
+    views = settings.augmented_views
     content = {
         "images": image_key,
         "backbone": backbone,
-        "weights": params["weights"],
-        "views": int(params["augmented_views"]),
-        "augmentations": params["augmentations"] if int(params["augmented_views"]) else None,
-        "seed": int(params["seed"]) if int(params["augmented_views"]) else None,
+        "weights": settings.weights,
+        "views": views,
+        "augmentations": settings.augmentation_specs() if views else None,
+        "seed": settings.seed if views else None,
     }
     digest = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
     return f"{backbone}-{digest}"
@@ -43,13 +45,12 @@ def _embed(
     backbone: nn.Module,
     images: torch.Tensor,
     transform: Callable,
-    params: Mapping[str, Any],
+    batch_size: int,
     settings: DeviceSettings,
     description: str,
 ) -> torch.Tensor:
     backbone.eval()
     batches = []
-    batch_size = int(params["embedding_batch_size"])
     for start in tqdm(
         range(0, len(images), batch_size), desc=description, unit="batch", leave=False
     ):
@@ -62,9 +63,9 @@ def _embed(
 def embed_images(
     decoded_images: Mapping[str, Callable[[], dict]],
     split: pd.DataFrame,
-    preprocessing: Mapping[str, Any],
-    model_params: Mapping[str, Any],
-    params: Mapping[str, Any],
+    preprocessing: Preprocessing,
+    model: ModelSettings,
+    settings: TrainingSettings,
 ) -> dict[str, Callable[[], dict]]:
     """Embeds every photo once with the frozen pretrained backbone.
 
@@ -77,41 +78,41 @@ def embed_images(
         decoded_images: The decoded-image cache.
         split: The split table.
         preprocessing: Input size and normalisation.
-        model_params: ``model`` parameters (``backbone``).
-        params: The frozen variant's parameters.
+        model: The ``model`` parameters (``backbone``).
+        settings: The frozen variant's settings.
 
     Returns:
         ``{key: function returning {"paths", "features", "train_paths", "augmented"}}``.
     """
-    spec = Preprocessing.from_dict(preprocessing)
-    key = _features_key(image_cache_key(split, spec), model_params["backbone"], params)
+    key = _features_key(image_cache_key(split, preprocessing), model.backbone, settings)
+    batch_size = settings.embedding_batch_size
 
     def compute() -> dict[str, Any]:
-        settings = _device_settings(params)
-        seed_everything(int(params["seed"]))  # augmented views are reproducible
-        cache = select_image_cache(decoded_images, split, spec)
-        # Only the backbone is used; the head's size is irrelevant here.
-        model = create_classifier(
-            model_params["backbone"], weights=params["weights"], num_classes=2
+        device = _device_settings(
+            settings.device, channels_last=settings.channels_last, amp=settings.amp
         )
-        backbone = model.backbone.to(settings.device, memory_format=_memory_format(settings))
+        seed_everything(settings.seed)  # augmented views are reproducible
+        cache = select_image_cache(decoded_images, split, preprocessing)
+        # Only the backbone is used; the head's size is irrelevant here.
+        classifier = create_classifier(model.backbone, weights=settings.weights, num_classes=2)
+        backbone = classifier.backbone.to(device.device, memory_format=_memory_format(device))
         paths = split["path"].tolist()
         images = cache["images"][rows_in_cache(cache, paths)]
         features = _embed(
             backbone,
             images,
-            build_eval_transform(preprocessing=spec),
-            params,
-            settings,
+            build_eval_transform(preprocessing=preprocessing),
+            batch_size,
+            device,
             "Embedding photos",
         )
         train_paths = split.loc[split["split"] == "train", "path"].tolist()
-        views = int(params["augmented_views"])
+        views = settings.augmented_views
         augmented = None
         if views:
             train_images = cache["images"][rows_in_cache(cache, train_paths)]
             transform = build_train_transform(
-                preprocessing=spec, augmentations=params["augmentations"] or []
+                preprocessing=preprocessing, augmentations=settings.augmentation_specs()
             )
             augmented = torch.stack(
                 [
@@ -119,8 +120,8 @@ def embed_images(
                         backbone,
                         train_images,
                         transform,
-                        params,
-                        settings,
+                        batch_size,
+                        device,
                         f"Augmented view {v + 1}/{views}",
                     )
                     for v in range(views)

@@ -16,7 +16,14 @@ _SCHEDULERS = ("none", "step", "cosine", "onecycle")
 
 
 def create_optimizer(
-    *, head: nn.Module, backbone: nn.Module | None, params: Mapping[str, Any]
+    name: str,
+    *,
+    head: nn.Module,
+    backbone: nn.Module | None,
+    lr: float,
+    weight_decay: float,
+    momentum: float,
+    backbone_lr_multiplier: float,
 ) -> torch.optim.Optimizer:
     """Builds the optimiser with timm: head groups and, if the backbone trains, backbone groups.
 
@@ -29,10 +36,13 @@ def create_optimizer(
     optimisers skip parameters without gradients until it is unfrozen.
 
     Args:
+        name: ``sgd``, ``adam`` or ``adamw``.
         head: The classification head.
         backbone: The backbone, or ``None`` when it is never trained.
-        params: ``optimizer`` (sgd|adam|adamw), ``lr``, ``weight_decay``, ``momentum``
-            (sgd), ``backbone_lr_multiplier``.
+        lr: The head's learning rate.
+        weight_decay: Weight decay of every group.
+        momentum: SGD's momentum (ignored by the others).
+        backbone_lr_multiplier: The backbone's learning rate is ``lr`` times this.
 
     Returns:
         The optimiser; the head's groups come first.
@@ -40,14 +50,11 @@ def create_optimizer(
     Raises:
         ValueError: For an unknown optimiser name.
     """
-    name = str(params["optimizer"]).lower()
-    lr, weight_decay = float(params["lr"]), float(params["weight_decay"])
-    momentum = float(params["momentum"]) if name == "sgd" else 0.0  # timm passes it to sgd only
-    multiplier = float(params["backbone_lr_multiplier"]) if backbone is not None else 1.0
+    name = name.lower()
+    momentum = momentum if name == "sgd" else 0.0  # timm passes it to sgd only
+    multiplier = backbone_lr_multiplier if backbone is not None else 1.0
     if name not in _OPTIMIZERS:
-        raise ValueError(
-            f"Unknown optimizer '{params['optimizer']}'; choose one of {sorted(_OPTIMIZERS)}."
-        )
+        raise ValueError(f"Unknown optimizer '{name}'; choose one of {sorted(_OPTIMIZERS)}.")
     modules = nn.ModuleDict(
         {"head": head} if backbone is None else {"head": head, "backbone": backbone}
     )
@@ -79,19 +86,22 @@ def _param_groups(
 
 def create_scheduler(
     optimizer: torch.optim.Optimizer,
-    params: Mapping[str, Any],
+    name: str,
     *,
     epochs: int,
     steps_per_epoch: int,
+    step_size: int,
+    gamma: float,
 ) -> tuple[torch.optim.lr_scheduler.LRScheduler | None, bool]:
     """Builds the learning-rate schedule.
 
     Args:
         optimizer: The optimiser it drives.
-        params: ``scheduler`` (none|step|cosine|onecycle) and its settings:
-            ``step_size`` and ``gamma`` for step.
+        name: ``none``, ``step``, ``cosine`` or ``onecycle``.
         epochs: Planned epochs.
         steps_per_epoch: Batches per epoch (one-cycle steps per batch).
+        step_size: ``step`` only: epochs between decays.
+        gamma: ``step`` only: the decay factor.
 
     Returns:
         The scheduler (or ``None``) and whether it steps per batch rather than per epoch.
@@ -99,17 +109,13 @@ def create_scheduler(
     Raises:
         ValueError: For an unknown schedule name.
     """
-    name = str(params["scheduler"]).lower()
+    name = name.lower()
     if name not in _SCHEDULERS:
-        raise ValueError(
-            f"Unknown scheduler '{params['scheduler']}'; choose one of {list(_SCHEDULERS)}."
-        )
+        raise ValueError(f"Unknown scheduler '{name}'; choose one of {list(_SCHEDULERS)}.")
     if name == "none":
         return None, False
     if name == "step":
-        scheduler = torch.optim.lr_scheduler.StepLR(
-            optimizer, step_size=int(params["step_size"]), gamma=float(params["gamma"])
-        )
+        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=step_size, gamma=gamma)
         return scheduler, False
     if name == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(epochs, 1)), False

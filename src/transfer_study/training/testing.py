@@ -10,6 +10,7 @@ import pandas as pd
 import torch
 from matplotlib.figure import Figure
 
+from transfer_study.config import EvaluationSettings
 from transfer_study.evaluation.figures import confusion_matrix_figure
 from transfer_study.evaluation.metrics import classification_metrics
 from transfer_study.models.checkpoint import rebuild_classifier
@@ -27,7 +28,7 @@ def evaluate_on_test(
     checkpoint: Mapping[str, Any],
     decoded_images: Mapping[str, Callable[[], dict]],
     split: pd.DataFrame,
-    params: Mapping[str, Any],
+    settings: EvaluationSettings,
 ) -> tuple[pd.DataFrame, dict[str, float], Figure]:
     """Evaluates a checkpoint on the test split, rebuilt as a user would load it.
 
@@ -35,8 +36,8 @@ def evaluate_on_test(
         checkpoint: The trained variant's checkpoint.
         decoded_images: The decoded-image cache.
         split: The split table.
-        params: ``evaluation`` parameters: ``confidence``, ``bootstrap_resamples``,
-            ``bootstrap_seed``, ``batch_size``, ``top_k``.
+        settings: The ``evaluation`` parameters: ``confidence``, ``bootstrap_resamples``,
+            ``bootstrap_seed``, ``batch_size``, ``top_k``, ``device``.
 
     Returns:
         Per-photo predictions (``path,sample_id,label,predicted,prob_<class>…``), the
@@ -47,10 +48,8 @@ def evaluate_on_test(
     model, metadata = rebuild_classifier(checkpoint)
     class_names = metadata["class_names"]
     spec = Preprocessing.from_dict(metadata["preprocessing"])
-    settings = _device_settings(
-        {"device": params.get("device", "auto"), "channels_last": True, "amp": True}
-    )
-    model = model.to(settings.device, memory_format=torch.channels_last)
+    device = _device_settings(settings.device, channels_last=True, amp=True)
+    model = model.to(device.device, memory_format=torch.channels_last)
     test = split[split["split"] == "test"].reset_index(drop=True)
     cache = select_image_cache(decoded_images, split, spec)
     loader = _image_loader(
@@ -58,12 +57,13 @@ def evaluate_on_test(
         test,
         class_names,
         build_eval_transform(preprocessing=spec),
-        {**params, "num_workers": 0},
+        batch_size=settings.batch_size,
+        num_workers=0,
         shuffle=False,
         generator=torch.Generator(),
-        settings=settings,
+        settings=device,
     )
-    logits, labels = predict_logits(model, loader, settings)
+    logits, labels = predict_logits(model, loader, device)
     probabilities = torch.softmax(logits, dim=1).numpy()
     predicted = probabilities.argmax(axis=1)
     y_true = labels.numpy()
@@ -73,10 +73,10 @@ def evaluate_on_test(
         probabilities,
         class_names,
         groups=test["sample_id"].to_numpy(),
-        confidence=float(params["confidence"]),
-        n_resamples=int(params["bootstrap_resamples"]),
-        seed=int(params["bootstrap_seed"]),
-        top_k=tuple(params["top_k"]),
+        confidence=settings.confidence,
+        n_resamples=settings.bootstrap_resamples,
+        seed=settings.bootstrap_seed,
+        top_k=tuple(settings.top_k),
     )
     predictions = pd.DataFrame(
         {

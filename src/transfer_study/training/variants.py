@@ -10,8 +10,10 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import pandas as pd
+import torch
 from torch import nn
 
+from transfer_study.config import ModelSettings, TrainingSettings
 from transfer_study.models.checkpoint import make_checkpoint
 from transfer_study.models.factory import (
     Classifier,
@@ -41,8 +43,47 @@ def _class_names(split: pd.DataFrame) -> list[str]:
     return sorted(split["label"].unique())
 
 
-def _criterion(params: Mapping[str, Any]) -> nn.Module:
-    return nn.CrossEntropyLoss(label_smoothing=float(params["label_smoothing"]))
+def _criterion(settings: TrainingSettings) -> nn.Module:
+    return nn.CrossEntropyLoss(label_smoothing=settings.label_smoothing)
+
+
+def _optimizer_and_scheduler(
+    settings: TrainingSettings, head: nn.Module, backbone: nn.Module | None, steps_per_epoch: int
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler | None, bool]:
+    """The optimiser over the head (and backbone), its schedule, and whether that steps per
+    batch."""
+    optimizer = create_optimizer(
+        settings.optimizer,
+        head=head,
+        backbone=backbone,
+        lr=settings.lr,
+        weight_decay=settings.weight_decay,
+        momentum=settings.momentum,
+        backbone_lr_multiplier=settings.backbone_lr_multiplier,
+    )
+    scheduler, per_batch = create_scheduler(
+        optimizer,
+        settings.scheduler,
+        epochs=settings.epochs,
+        steps_per_epoch=steps_per_epoch,
+        step_size=settings.step_size,
+        gamma=settings.gamma,
+    )
+    return optimizer, scheduler, per_batch
+
+
+def _classifier(model: ModelSettings, settings: TrainingSettings, num_classes: int) -> Classifier:
+    return create_classifier(
+        model.backbone,
+        weights=settings.weights,
+        num_classes=num_classes,
+        head=_head_spec(settings),
+    )
+
+
+def _head_spec(settings: TrainingSettings) -> dict[str, Any]:
+    """The head as ``build_head`` and the checkpoint take it (unset options left out)."""
+    return settings.head.model_dump(exclude_none=True)
 
 
 def training_data_profile(split: pd.DataFrame) -> dict[str, Any]:
@@ -69,19 +110,19 @@ def training_data_profile(split: pd.DataFrame) -> dict[str, Any]:
 
 
 def _summary(
-    model: Classifier,
+    classifier: Classifier,
     result: FitResult,
     split: pd.DataFrame,
-    params: Mapping[str, Any],
-    model_params: Mapping[str, Any],
+    settings: TrainingSettings,
+    model: ModelSettings,
 ) -> dict[str, Any]:
-    trainable, total = count_parameters(model)
+    trainable, total = count_parameters(classifier)
     best = result.history.loc[result.history["epoch"] == result.best_epoch].iloc[0]
     return {
-        "variant": params["name"],
-        "backbone": model_params["backbone"],
-        "weights": params["weights"],
-        "seed": int(params["seed"]),
+        "variant": settings.name,
+        "backbone": model.backbone,
+        "weights": settings.weights,
+        "seed": settings.seed,
         **training_data_profile(split),
         "train_seconds": round(result.seconds, 2),
         "epochs_run": len(result.history),
@@ -90,28 +131,32 @@ def _summary(
         "stopped_early": bool(result.stopped_early),
         "trainable_params": trainable,
         "total_params": total,
-        "parameters": {"model": dict(model_params), "training": dict(params)},
+        # The resolved settings, as plain data: what MLflow records for this training.
+        "parameters": {
+            "model": model.model_dump(mode="json"),
+            "training": settings.model_dump(mode="json"),
+        },
     }
 
 
 def _trained_outputs(
-    model: Classifier,
+    classifier: Classifier,
     result: FitResult,
     split: pd.DataFrame,
-    params: Mapping[str, Any],
-    model_params: Mapping[str, Any],
+    settings: TrainingSettings,
+    model: ModelSettings,
     class_names: list[str],
-    spec: Preprocessing,
+    preprocessing: Preprocessing,
 ) -> tuple[dict[str, Any], pd.DataFrame, dict[str, Any]]:
-    """The checkpoint, history and summary every training node returns."""
-    summary = _summary(model, result, split, params, model_params)
+    """The checkpoint, history and summary every training returns."""
+    summary = _summary(classifier, result, split, settings, model)
     checkpoint = make_checkpoint(
-        model.cpu(),
-        backbone=model_params["backbone"],
-        weights=params["weights"],
-        head=params["head"],
+        classifier.cpu(),
+        backbone=model.backbone,
+        weights=settings.weights,
+        head=_head_spec(settings),
         class_names=class_names,
-        preprocessing=spec,
+        preprocessing=preprocessing,
         extra={k: v for k, v in summary.items() if k != "parameters"},
     )
     return checkpoint, result.history, summary
@@ -125,9 +170,9 @@ def _log_parameter_counts(model: nn.Module, variant: str) -> None:
 def train_on_images(
     decoded_images: Mapping[str, Callable[[], dict]],
     split: pd.DataFrame,
-    preprocessing: Mapping[str, Any],
-    model_params: Mapping[str, Any],
-    params: Mapping[str, Any],
+    preprocessing: Preprocessing,
+    model: ModelSettings,
+    settings: TrainingSettings,
 ) -> tuple[dict[str, Any], pd.DataFrame, dict[str, Any]]:
     """Trains a variant end to end on cached images (scratch and fine-tune).
 
@@ -135,78 +180,76 @@ def train_on_images(
         decoded_images: The decoded-image cache.
         split: The split table.
         preprocessing: Input size and normalisation.
-        model_params: ``model`` parameters (``backbone``).
-        params: The variant's parameters (weights, head, optimiser, schedule, epochs, …).
+        model: The ``model`` parameters (``backbone``).
+        settings: The variant's settings (weights, head, optimiser, schedule, epochs, …).
 
     Returns:
         The checkpoint, the per-epoch history and a training summary.
     """
-    variant = params["name"]
-    settings = _device_settings(params)
-    generator = seed_everything(int(params["seed"]))
-    class_names = _class_names(split)
-    spec = Preprocessing.from_dict(preprocessing)
-    cache = select_image_cache(decoded_images, split, spec)
-    model = create_classifier(
-        model_params["backbone"],
-        weights=params["weights"],
-        num_classes=len(class_names),
-        head=params["head"],
-    ).to(settings.device, memory_format=_memory_format(settings))
-    train_transform = build_train_transform(
-        preprocessing=spec, augmentations=params["augmentations"] or []
+    device = _device_settings(
+        settings.device, channels_last=settings.channels_last, amp=settings.amp
     )
+    generator = seed_everything(settings.seed)
+    class_names = _class_names(split)
+    cache = select_image_cache(decoded_images, split, preprocessing)
+    classifier = _classifier(model, settings, len(class_names)).to(
+        device.device, memory_format=_memory_format(device)
+    )
+    train_transform = build_train_transform(
+        preprocessing=preprocessing, augmentations=settings.augmentation_specs()
+    )
+    loader_options = {
+        "batch_size": settings.batch_size,
+        "num_workers": settings.num_workers,
+        "generator": generator,
+        "settings": device,
+    }
     train_loader = _image_loader(
         cache,
         split[split["split"] == "train"],
         class_names,
         train_transform,
-        params,
         shuffle=True,
-        generator=generator,
-        settings=settings,
+        **loader_options,
     )
     val_loader = _image_loader(
         cache,
         split[split["split"] == "val"],
         class_names,
-        build_eval_transform(preprocessing=spec),
-        params,
+        build_eval_transform(preprocessing=preprocessing),
         shuffle=False,
-        generator=generator,
-        settings=settings,
+        **loader_options,
     )
-    frozen_epochs = int(params["backbone_frozen_epochs"])
-    optimizer = create_optimizer(head=model.head, backbone=model.backbone, params=params)
-    scheduler, per_batch = create_scheduler(
-        optimizer, params, epochs=int(params["epochs"]), steps_per_epoch=len(train_loader)
+    frozen_epochs = settings.backbone_frozen_epochs
+    optimizer, scheduler, per_batch = _optimizer_and_scheduler(
+        settings, classifier.head, classifier.backbone, len(train_loader)
     )
-    _log_parameter_counts(model, variant)
+    _log_parameter_counts(classifier, settings.name)
     result = fit(
-        maybe_compile(model, params.get("compile", "auto"), settings.device),
-        criterion=_criterion(params),
+        maybe_compile(classifier, settings.compile, device.device),
+        criterion=_criterion(settings),
         optimizer=optimizer,
         train_loader=train_loader,
         val_loader=val_loader,
-        settings=settings,
-        epochs=int(params["epochs"]),
-        patience=params["early_stopping_patience"],
+        settings=device,
+        epochs=settings.epochs,
+        patience=settings.early_stopping_patience,
         scheduler=scheduler,
         scheduler_per_batch=per_batch,
-        backbone=model.backbone if frozen_epochs else None,
+        backbone=classifier.backbone if frozen_epochs else None,
         backbone_frozen_epochs=frozen_epochs,
-        variant=variant,
+        variant=settings.name,
     )
-    set_backbone_trainable(model, True)
-    return _trained_outputs(model, result, split, params, model_params, class_names, spec)
+    set_backbone_trainable(classifier, True)
+    return _trained_outputs(classifier, result, split, settings, model, class_names, preprocessing)
 
 
 def train_on_features(
     backbone_features: Mapping[str, Callable[[], dict]],
     split: pd.DataFrame,
-    preprocessing: Mapping[str, Any],
-    model_params: Mapping[str, Any],
-    params: Mapping[str, Any],
+    preprocessing: Preprocessing,
+    model: ModelSettings,
+    settings: TrainingSettings,
 ) -> tuple[dict[str, Any], pd.DataFrame, dict[str, Any]]:
     """Trains only the head on cached backbone features (the frozen variant).
 
@@ -217,28 +260,22 @@ def train_on_features(
         backbone_features: The feature cache written by ``embed_images``.
         split: The split table.
         preprocessing: Input size and normalisation (stored in the checkpoint).
-        model_params: ``model`` parameters (``backbone``).
-        params: The frozen variant's parameters.
+        model: The ``model`` parameters (``backbone``).
+        settings: The frozen variant's settings.
 
     Returns:
         The checkpoint (backbone + trained head), the history and a training summary.
     """
-    variant = params["name"]
-    spec = Preprocessing.from_dict(preprocessing)
-    key = _features_key(image_cache_key(split, spec), model_params["backbone"], params)
+    key = _features_key(image_cache_key(split, preprocessing), model.backbone, settings)
     if key not in backbone_features:
         raise KeyError(f"No cached backbone features '{key}': run 'embed_images_node' first.")
     cached = backbone_features[key]()
-    settings = _device_settings({**params, "channels_last": False})
-    generator = seed_everything(int(params["seed"]))
+    # Features are 2-D: the channels-last format does not apply.
+    device = _device_settings(settings.device, channels_last=False, amp=settings.amp)
+    generator = seed_everything(settings.seed)
     class_names = _class_names(split)
-    model = create_classifier(
-        model_params["backbone"],
-        weights=params["weights"],
-        num_classes=len(class_names),
-        head=params["head"],
-    )
-    set_backbone_trainable(model, False)
+    classifier = _classifier(model, settings, len(class_names))
+    set_backbone_trainable(classifier, False)
     position = {path: i for i, path in enumerate(cached["paths"])}
     train_rows, val_rows = split[split["split"] == "train"], split[split["split"] == "val"]
     train_labels = class_indices(train_rows["label"], class_names)
@@ -254,30 +291,29 @@ def train_on_features(
         class_indices(val_rows["label"], class_names),
     )
     loader_args = {
-        "batch_size": int(params["batch_size"]),
+        "batch_size": settings.batch_size,
         "generator": generator,
         "num_workers": 0,
         "pin_memory": False,
     }
     train_loader = make_loader(train_set, shuffle=True, **loader_args)
-    head = model.head.to(settings.device)
-    optimizer = create_optimizer(head=head, backbone=None, params=params)
-    scheduler, per_batch = create_scheduler(
-        optimizer, params, epochs=int(params["epochs"]), steps_per_epoch=len(train_loader)
+    head = classifier.head.to(device.device)
+    optimizer, scheduler, per_batch = _optimizer_and_scheduler(
+        settings, head, None, len(train_loader)
     )
-    _log_parameter_counts(model, variant)
+    _log_parameter_counts(classifier, settings.name)
     result = fit(
         head,
-        criterion=_criterion(params),
+        criterion=_criterion(settings),
         optimizer=optimizer,
         train_loader=train_loader,
         val_loader=make_loader(val_set, shuffle=False, **loader_args),
-        settings=settings,
-        epochs=int(params["epochs"]),
-        patience=params["early_stopping_patience"],
+        settings=device,
+        epochs=settings.epochs,
+        patience=settings.early_stopping_patience,
         scheduler=scheduler,
         scheduler_per_batch=per_batch,
-        variant=variant,
+        variant=settings.name,
         on_epoch_start=train_set.set_epoch if isinstance(train_set, _EpochViews) else None,
     )
-    return _trained_outputs(model, result, split, params, model_params, class_names, spec)
+    return _trained_outputs(classifier, result, split, settings, model, class_names, preprocessing)

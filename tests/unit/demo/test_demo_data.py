@@ -15,6 +15,8 @@ from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 from kedro_datasets.partitions import PartitionedDataset
 
+from transfer_study.config.errors import ParameterError, parse_settings
+from transfer_study.demo.config import DemoConfig
 from transfer_study.pipelines.demo_data import create_pipeline
 from transfer_study.pipelines.demo_data.nodes import generate_demo_fragments
 
@@ -34,6 +36,11 @@ def params(base_params: dict[str, Any]) -> dict[str, Any]:
     return {**copy.deepcopy(base_params), "n_samples": 6, "n_angles": 2, "image_size": 64}
 
 
+def _generate(params: dict[str, Any]) -> dict[str, Any]:
+    """The node on the parameters as Kedro hands them over: validated."""
+    return generate_demo_fragments(parse_settings(DemoConfig, params, block="demo_data"))
+
+
 def _pixels(partitions: dict[str, Any], key: str) -> np.ndarray:
     return np.asarray(partitions[key]())
 
@@ -43,7 +50,7 @@ def _sample_labels(partitions: dict[str, Any]) -> dict[int, str]:
 
 
 def test_keys_name_class_sample_and_angle(params: dict[str, Any]) -> None:
-    partitions = generate_demo_fragments(params)
+    partitions = _generate(params)
 
     assert len(partitions) == 6 * 2
     assert all(KEY.match(key) for key in partitions), sorted(partitions)
@@ -55,7 +62,7 @@ def test_keys_name_class_sample_and_angle(params: dict[str, Any]) -> None:
 
 
 def test_partitions_are_lazy_callables(params: dict[str, Any]) -> None:
-    partitions = generate_demo_fragments(params)
+    partitions = _generate(params)
 
     assert all(callable(render) for render in partitions.values())
 
@@ -64,7 +71,7 @@ def test_partitions_are_lazy_callables(params: dict[str, Any]) -> None:
 def test_classes_are_balanced_and_shuffled_by_the_seed(base_params: dict, seed: int) -> None:
     params = {**base_params, "n_samples": 40, "n_angles": 1, "seed": seed}
 
-    labels = _sample_labels(generate_demo_fragments(params))
+    labels = _sample_labels(_generate(params))
 
     assert Counter(labels.values()) == {"plastic": 20, "natural": 20}
     order = [labels[sample] for sample in range(40)]
@@ -74,37 +81,36 @@ def test_classes_are_balanced_and_shuffled_by_the_seed(base_params: dict, seed: 
 
 def test_seed_changes_the_class_order(base_params: dict[str, Any]) -> None:
     orders = [
-        _sample_labels(generate_demo_fragments({**base_params, "n_samples": 40, "seed": seed}))
-        for seed in (1, 2)
+        _sample_labels(_generate({**base_params, "n_samples": 40, "seed": seed})) for seed in (1, 2)
     ]
 
     assert orders[0] != orders[1]
 
 
 def test_layout_scales_to_a_thousand_samples_of_ten_angles(base_params: dict) -> None:
-    partitions = generate_demo_fragments({**base_params, "n_samples": 1000, "n_angles": 10})
+    partitions = _generate({**base_params, "n_samples": 1000, "n_angles": 10})
 
     assert len(partitions) == 10_000
     assert "plastic/s0999_a09" in partitions or "natural/s0999_a09" in partitions
 
 
 def test_images_are_rgb_of_the_requested_size(params: dict[str, Any]) -> None:
-    for render in generate_demo_fragments(params).values():
+    for render in _generate(params).values():
         image = render()
         assert image.mode == "RGB"
         assert image.size == (64, 64)
 
 
 def test_same_params_give_identical_pixels(params: dict[str, Any]) -> None:
-    first, second = generate_demo_fragments(params), generate_demo_fragments(params)
+    first, second = _generate(params), _generate(params)
 
     for key in first:
         np.testing.assert_array_equal(_pixels(first, key), _pixels(second, key))
 
 
 def test_image_does_not_depend_on_counts_or_render_order(params: dict[str, Any]) -> None:
-    small = generate_demo_fragments(params)
-    large = generate_demo_fragments({**params, "n_samples": 12, "n_angles": 4})
+    small = _generate(params)
+    large = _generate({**params, "n_samples": 12, "n_angles": 4})
     # Render the large set backwards so that no state carries over from a neighbour.
     large_pixels = {key: _pixels(large, key) for key in reversed(list(large))}
 
@@ -113,8 +119,8 @@ def test_image_does_not_depend_on_counts_or_render_order(params: dict[str, Any])
 
 
 def test_seed_changes_the_images(params: dict[str, Any]) -> None:
-    first = generate_demo_fragments(params)
-    second = generate_demo_fragments({**params, "seed": params["seed"] + 1})
+    first = _generate(params)
+    second = _generate({**params, "seed": params["seed"] + 1})
     shared = sorted(set(first) & set(second))
 
     assert shared, "expected some keys in common between the two seeds"
@@ -123,7 +129,7 @@ def test_seed_changes_the_images(params: dict[str, Any]) -> None:
 
 
 def test_angles_of_one_sample_differ(params: dict[str, Any]) -> None:
-    partitions = generate_demo_fragments(params)
+    partitions = _generate(params)
     by_sample: dict[int, list[np.ndarray]] = {}
     for key in partitions:
         by_sample.setdefault(int(KEY.match(key)["sample"]), []).append(_pixels(partitions, key))
@@ -134,7 +140,7 @@ def test_angles_of_one_sample_differ(params: dict[str, Any]) -> None:
 
 
 def test_different_samples_differ(params: dict[str, Any]) -> None:
-    partitions = generate_demo_fragments({**params, "n_angles": 1})
+    partitions = _generate({**params, "n_angles": 1})
     photos = [_pixels(partitions, key) for key in sorted(partitions)]
 
     for i, first in enumerate(photos):
@@ -143,7 +149,7 @@ def test_different_samples_differ(params: dict[str, Any]) -> None:
 
 
 def test_images_are_neither_blank_nor_saturated(params: dict[str, Any]) -> None:
-    for render in generate_demo_fragments(params).values():
+    for render in _generate(params).values():
         pixels = np.asarray(render(), dtype=float)
         assert 40 < pixels.mean() < 230
         assert pixels.std() > 5
@@ -151,8 +157,8 @@ def test_images_are_neither_blank_nor_saturated(params: dict[str, Any]) -> None:
 
 def test_ambiguity_redraws_just_the_requested_share_of_samples(params: dict[str, Any]) -> None:
     tiny = {**params, "n_samples": 40, "n_angles": 1, "image_size": 32}
-    clear = generate_demo_fragments({**tiny, "ambiguous_fraction": 0.0})
-    mixed = generate_demo_fragments({**tiny, "ambiguous_fraction": 0.25})
+    clear = _generate({**tiny, "ambiguous_fraction": 0.0})
+    mixed = _generate({**tiny, "ambiguous_fraction": 0.25})
 
     assert clear.keys() == mixed.keys()  # labels never change, only looks
     changed = [key for key in clear if not np.array_equal(_pixels(clear, key), _pixels(mixed, key))]
@@ -163,72 +169,84 @@ def test_ambiguity_redraws_just_the_requested_share_of_samples(params: dict[str,
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"n_samples": 1}, r"demo_data\.n_samples must lie in \[2, "),
-        ({"n_samples": 7}, r"demo_data\.n_samples must be even"),
-        ({"n_samples": 2.5}, r"demo_data\.n_samples must be an integer"),
-        ({"n_samples": True}, r"demo_data\.n_samples must be an integer"),
-        ({"n_angles": 0}, r"demo_data\.n_angles must lie in \[1, 100\]"),
-        ({"image_size": 16}, r"demo_data\.image_size must lie in \[32, "),
-        ({"seed": -1}, r"demo_data\.seed must lie in"),
-        ({"classes": ["plastic"]}, r"demo_data\.classes must be exactly two distinct"),
-        ({"classes": ["plastic", "plastic"]}, r"demo_data\.classes must be exactly two distinct"),
-        ({"classes": ["a", "b", "c"]}, r"demo_data\.classes must be exactly two distinct"),
-        ({"classes": "plastic,natural"}, r"demo_data\.classes must be exactly two distinct"),
-        ({"classes": ["pla/stic", "natural"]}, r"demo_data\.classes must not contain path"),
-        ({"ambiguous_fraction": 0.5}, r"demo_data\.ambiguous_fraction must lie in \[0\.0, 0\.49\]"),
-        ({"view": "none"}, r"demo_data\.view must be a mapping"),
+        ({"n_samples": 1}, r"demo_data\.n_samples = 1: Input should be greater than or equal to 2"),
+        ({"n_samples": 7}, r"demo_data\.n_samples = 7: must be even"),
+        ({"n_samples": 2.5}, r"demo_data\.n_samples = 2\.5: Input should be a valid integer"),
+        ({"n_samples": True}, r"demo_data\.n_samples = true: Input should be a valid integer"),
+        ({"n_angles": 0}, r"demo_data\.n_angles = 0: Input should be greater than or equal to 1"),
+        (
+            {"n_angles": 101},
+            r"demo_data\.n_angles = 101: Input should be less than or equal to 100",
+        ),
+        ({"image_size": 16}, r"demo_data\.image_size = 16: .* greater than or equal to 32"),
+        ({"seed": -1}, r"demo_data\.seed = -1: Input should be greater than or equal to 0"),
+        ({"classes": ["plastic"]}, r"demo_data\.classes\[1\]: missing \[exactly two distinct"),
+        ({"classes": ["plastic", "plastic"]}, r"demo_data\.classes = .*must be two distinct"),
+        ({"classes": ["a", "b", "c"]}, r"demo_data\.classes = .*at most 2 items"),
+        ({"classes": "plastic,natural"}, r"demo_data\.classes = .*should be a valid tuple"),
+        ({"classes": ["pla/stic", "natural"]}, r"demo_data\.classes = .*must not contain path"),
+        ({"ambiguous_fraction": 0.5}, r"demo_data\.ambiguous_fraction = 0\.5: .*equal to 0\.49"),
+        ({"view": "none"}, r"demo_data\.view = \"none\": Input should be .*dictionary"),
     ],
 )
 def test_nonsense_params_raise_value_error(
     params: dict[str, Any], change: dict[str, Any], message: str
 ) -> None:
     with pytest.raises(ValueError, match=message):
-        generate_demo_fragments({**params, **change})
+        _generate({**params, **change})
 
 
 def test_missing_and_unknown_keys_are_named(params: dict[str, Any]) -> None:
     missing = {key: value for key, value in params.items() if key != "seed"}
-    with pytest.raises(ValueError, match=r"demo_data\.\(root\) is missing key\(s\): seed"):
-        generate_demo_fragments(missing)
+    with pytest.raises(ParameterError, match=r"demo_data\.seed: missing"):
+        _generate(missing)
 
-    with pytest.raises(ValueError, match=r"demo_data\.view has unknown key\(s\): zoom"):
-        generate_demo_fragments({**params, "view": {**params["view"], "zoom": [1, 2]}})
+    with pytest.raises(ParameterError, match=r"demo_data\.view\.zoom = \[1, 2\]: unknown key"):
+        _generate({**params, "view": {**params["view"], "zoom": [1, 2]}})
+
+
+def test_every_problem_is_listed_at_once(params: dict[str, Any]) -> None:
+    with pytest.raises(ParameterError) as raised:
+        _generate({**params, "n_samples": 7, "seed": -1})
+    assert str(raised.value).startswith("2 invalid parameter(s)")
 
 
 def test_appearance_must_describe_each_class(params: dict[str, Any]) -> None:
     renamed = {**params, "classes": ["plastic", "rock"]}
 
-    with pytest.raises(ValueError, match=r"demo_data\.appearance is missing key\(s\): rock"):
-        generate_demo_fragments(renamed)
+    with pytest.raises(
+        ValueError, match=r"demo_data\.appearance = .*one entry per class.*missing \['rock'\]"
+    ):
+        _generate(renamed)
 
 
 @pytest.mark.parametrize(
     ("section", "key", "value", "message"),
     [
-        ("view", "scale", [1.2, 0.8], r"demo_data\.view\.scale must have low <= high"),
-        ("view", "scale", 1.0, r"demo_data\.view\.scale must be a \[low, high\] pair"),
-        ("view", "noise", [0.0, 2.0], r"demo_data\.view\.noise\[1\] must lie in \[0\.0, 0\.5\]"),
-        ("sand", "debris_count", [0, 2.5], r"demo_data\.sand\.debris_count\[1\] must be an int"),
+        ("view", "scale", [1.2, 0.8], r"demo_data\.view\.scale = \[1\.2, 0\.8\]: .*low <= high"),
+        ("view", "scale", 1.0, r"demo_data\.view\.scale = 1\.0: Input should be a valid tuple"),
+        ("view", "noise", [0.0, 2.0], r"demo_data\.view\.noise\[1\] = 2\.0: .*equal to 0\.5"),
+        ("sand", "debris_count", [0, 2.5], r"demo_data\.sand\.debris_count\[1\] = 2\.5: .*integer"),
     ],
 )
 def test_bad_ranges_raise_value_error(
     params: dict[str, Any], section: str, key: str, value: Any, message: str
 ) -> None:
     with pytest.raises(ValueError, match=message):
-        generate_demo_fragments({**params, section: {**params[section], key: value}})
+        _generate({**params, section: {**params[section], key: value}})
 
 
 @pytest.mark.parametrize(
     ("palettes", "message"),
     [
-        ([], r" must be a non-empty list"),
+        ([], r" = \[\]: .*at least 1 item"),
         (
             [{"weight": 0, "hue": [0, 1], "saturation": [0, 1], "value": [0, 1]}],
-            r"\[0\]\.weight must",
+            r"\[0\]\.weight = 0: Input should be greater than 0",
         ),
         (
             [{"weight": 1, "hue": [0, 400], "saturation": [0, 1], "value": [0, 1]}],
-            r"\[0\]\.hue\[1\]",
+            r"\[0\]\.hue\[1\] = 400: .*equal to 360",
         ),
     ],
 )
@@ -239,7 +257,7 @@ def test_bad_palettes_raise_value_error(
     appearance["natural"]["palettes"] = palettes
 
     with pytest.raises(ValueError, match=rf"demo_data\.appearance\.natural\.palettes{message}"):
-        generate_demo_fragments({**params, "appearance": appearance})
+        _generate({**params, "appearance": appearance})
 
 
 def test_pipeline_has_the_generator_node() -> None:
@@ -257,7 +275,7 @@ def test_pipeline_saves_one_jpeg_per_photo_in_class_folders(
 ) -> None:
     catalog = DataCatalog(
         {
-            "params:demo_data": MemoryDataset(params),
+            "params:demo_data": MemoryDataset(DemoConfig.model_validate(params)),
             "demo_fragments": PartitionedDataset(
                 path=str(tmp_path / "demo_fragments"),
                 dataset={"type": "pillow.ImageDataset", "save_args": {"quality": 90}},

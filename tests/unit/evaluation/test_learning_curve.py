@@ -25,13 +25,9 @@ from transfer_study.pipelines.data_size_ablation.nodes import (
     summarise_cell,
 )
 
-PARAMS = {
-    "confidence": 0.95,
-    "bootstrap_resamples": 1000,
-    "bootstrap_seed": 0,
-    "tolerance": 0.01,
-    "extrapolate_to": [2, 10],
-}
+# The report settings (data_size_ablation.report) as report_ablation passes them on.
+BOOTSTRAP = {"confidence": 0.95, "n_resamples": 1000, "seed": 0}
+BUDGET = {"tolerance": 0.01, "confidence": 0.95, "extrapolate_to": [2, 10]}
 SIZES = np.array([10, 20, 40, 80, 160, 320, 640], dtype=float)
 
 
@@ -82,7 +78,7 @@ def test_tables_have_one_row_per_record_and_per_cell() -> None:
         for k in (1, 2)
         for seed in range(3)
     ]
-    per_seed, curve = learning_curve_tables(records, PARAMS)
+    per_seed, curve = learning_curve_tables(records, **BOOTSTRAP)
     assert len(per_seed) == 12
     assert "correct" not in per_seed.columns and "sample_id" not in per_seed.columns
     assert per_seed[["n_samples", "n_angles", "seed"]].iloc[0].tolist() == [4, 1, 0]
@@ -114,7 +110,7 @@ def test_records_from_summarise_cell_feed_the_tables() -> None:
         )
         summary = {"variant": "frozen", "train_seconds": 2.0}
         records.append(summarise_cell(cell, summary, metrics, predictions, subset))
-    per_seed, curve = learning_curve_tables(records, PARAMS)
+    per_seed, curve = learning_curve_tables(records, **BOOTSTRAP)
     assert per_seed["seed"].tolist() == [0, 1]
     row = curve.iloc[0]
     assert (row["n_images"], row["n_seeds"], row["accuracy_mean"]) == (8, 2, 0.5)
@@ -123,7 +119,7 @@ def test_records_from_summarise_cell_feed_the_tables() -> None:
 
 
 def _width(records: list[dict]) -> float:
-    _, curve = learning_curve_tables(records, PARAMS)
+    _, curve = learning_curve_tables(records, **BOOTSTRAP)
     return float(curve["accuracy_ci_high"].iloc[0] - curve["accuracy_ci_low"].iloc[0])
 
 
@@ -153,15 +149,15 @@ def test_bootstrap_is_reproducible_and_degenerate_when_all_right() -> None:
 def test_seeds_tested_on_different_photos_raise() -> None:
     records = [record("x", 5, 1, 0, 0.8), record("x", 5, 1, 1, 0.8, n_test_samples=30)]
     with pytest.raises(ValueError, match="different test photos"):
-        learning_curve_tables(records, PARAMS)
+        learning_curve_tables(records, **BOOTSTRAP)
 
 
 def test_records_without_photo_lists_raise() -> None:
     bad = {k: v for k, v in record("x", 5, 1, 0, 0.8).items() if k != "correct"}
     with pytest.raises(ValueError, match="missing keys"):
-        learning_curve_tables([bad], PARAMS)
+        learning_curve_tables([bad], **BOOTSTRAP)
     with pytest.raises(ValueError, match="No ablation records"):
-        learning_curve_tables([], PARAMS)
+        learning_curve_tables([], **BOOTSTRAP)
 
 
 # --------------------------------------------------------------------------- power law
@@ -251,7 +247,7 @@ CURVE = synthetic_curve(
 
 
 def test_recommendation_finds_the_cheapest_cell_within_tolerance() -> None:
-    result = recommend_data_budget(CURVE, PARAMS)
+    result = recommend_data_budget(CURVE, **BUDGET)
     assert json.loads(json.dumps(result)) == result
     finetune = result["variants"]["finetune"]
     assert (finetune["best"]["n_samples"], finetune["best"]["n_angles"]) == (40, 4)
@@ -266,21 +262,21 @@ def test_recommendation_finds_the_cheapest_cell_within_tolerance() -> None:
 
 
 def test_larger_tolerance_allows_a_smaller_budget() -> None:
-    result = recommend_data_budget(CURVE, {**PARAMS, "tolerance": 0.02})
+    result = recommend_data_budget(CURVE, **{**BUDGET, "tolerance": 0.02})
     assert result["variants"]["finetune"]["budget"]["n_images"] == 40
 
 
 def test_budget_ties_prefer_fewer_samples() -> None:
     flat = synthetic_curve({"finetune": lambda n, k: 0.9})
-    budget = recommend_data_budget(flat, PARAMS)["variants"]["finetune"]["budget"]
+    budget = recommend_data_budget(flat, **BUDGET)["variants"]["finetune"]["budget"]
     assert (budget["n_samples"], budget["n_angles"]) == (10, 1)
     equal_images = flat[flat["n_images"] == 40].assign(accuracy_mean=0.9)
-    budget = recommend_data_budget(equal_images, PARAMS)["overall"]["budget"]
+    budget = recommend_data_budget(equal_images, **BUDGET)["overall"]["budget"]
     assert (budget["n_samples"], budget["n_angles"]) == (10, 4)
 
 
 def test_samples_vs_angles_verdict_compares_equal_photo_counts() -> None:
-    result = recommend_data_budget(CURVE, PARAMS)["variants"]
+    result = recommend_data_budget(CURVE, **BUDGET)["variants"]
     finetune = result["finetune"]["samples_vs_angles"]
     assert finetune["verdict"] == "more samples"
     # Equal counts: 20 (20×1, 10×2), 40 (40×1, 20×2, 10×4: three pairs), 80 (40×2, 20×4).
@@ -296,7 +292,7 @@ def test_samples_vs_angles_verdict_compares_equal_photo_counts() -> None:
 
 def test_samples_vs_angles_is_not_comparable_without_equal_budgets() -> None:
     diagonal = CURVE[(CURVE["variant"] == "finetune") & (CURVE["n_angles"] == 1)]
-    verdict = recommend_data_budget(diagonal, PARAMS)["variants"]["finetune"]
+    verdict = recommend_data_budget(diagonal, **BUDGET)["variants"]["finetune"]
     assert verdict["samples_vs_angles"] == {
         "verdict": "not comparable",
         "mean_difference": None,
@@ -308,7 +304,7 @@ def test_samples_vs_angles_is_not_comparable_without_equal_budgets() -> None:
 
 def test_learning_curve_fit_uses_the_largest_angle_count() -> None:
     power = synthetic_curve({"finetune": lambda n, k: 0.9 - 0.5 * (n * k) ** -0.5})
-    fit = recommend_data_budget(power, PARAMS)["variants"]["finetune"]["learning_curve"]
+    fit = recommend_data_budget(power, **BUDGET)["variants"]["finetune"]["learning_curve"]
     assert fit["fit_on"] == "n_angles=4"
     assert fit["n_points"] == 3
     assert (fit["a"], fit["b"], fit["c"]) == pytest.approx((0.9, 0.5, 0.5), rel=1e-4)
@@ -318,7 +314,7 @@ def test_learning_curve_fit_uses_the_largest_angle_count() -> None:
 
 def test_learning_curve_fit_falls_back_to_all_cells() -> None:
     few = CURVE[(CURVE["variant"] == "finetune") & (CURVE["n_samples"] < 40)]
-    fit = recommend_data_budget(few, PARAMS)["variants"]["finetune"]["learning_curve"]
+    fit = recommend_data_budget(few, **BUDGET)["variants"]["finetune"]["learning_curve"]
     assert fit["fit_on"] == "all cells"
     assert fit["n_points"] == 6
     assert fit["status"] == "ok"
@@ -326,11 +322,11 @@ def test_learning_curve_fit_falls_back_to_all_cells() -> None:
 
 def test_recommendation_rejects_an_empty_curve() -> None:
     with pytest.raises(ValueError, match="must have rows"):
-        recommend_data_budget(CURVE.iloc[:0], PARAMS)
+        recommend_data_budget(CURVE.iloc[:0], **BUDGET)
 
 
 def test_markdown_puts_the_answer_first() -> None:
-    report = recommendation_markdown(recommend_data_budget(CURVE, PARAMS), CURVE)
+    report = recommendation_markdown(recommend_data_budget(CURVE, **BUDGET), CURVE)
     lines = report.splitlines()
     assert lines[0] == "# How much data is enough?"
     assert lines[2].startswith(

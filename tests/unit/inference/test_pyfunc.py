@@ -20,6 +20,7 @@ from mlflow.types import DataType
 from tests.helpers.imports import third_party_imports
 from tests.helpers.photos import write_photo
 from tests.helpers.tiny_models import CLASS_NAMES, save_tiny_checkpoint, tiny_checkpoint
+from transfer_study.config import InferenceSettings
 from transfer_study.inference.predictor import NotACheckpointError
 from transfer_study.inference.pyfunc import (
     CHECKPOINT_ARTIFACT,
@@ -67,7 +68,9 @@ def _pipeline_predictions(photos: Path) -> pd.DataFrame:
         path.name: path.read_bytes for path in sorted(photos.iterdir())
     }
     return classify_photos(
-        loaders, tiny_checkpoint(), {**INFERENCE_PARAMS, "batch_size": BATCH_SIZE}
+        loaders,
+        tiny_checkpoint(),
+        InferenceSettings(**INFERENCE_PARAMS, batch_size=BATCH_SIZE),
     ).set_index("path")
 
 

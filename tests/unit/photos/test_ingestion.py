@@ -14,6 +14,7 @@ from tests.helpers.image_files import (
     write_awkward_files,
 )
 from tests.helpers.photos import write_photo, write_photo_folder
+from transfer_study.config import RawImagesSettings
 from transfer_study.datasets import PhotoFolderDataset
 from transfer_study.photos.ingestion import DataLayoutError
 from transfer_study.pipelines.data_processing.nodes import ingest_images
@@ -30,7 +31,8 @@ PARAMS = {
 
 
 def _ingest(folder: Path, **overrides) -> tuple[pd.DataFrame, pd.DataFrame]:
-    return ingest_images(PhotoFolderDataset(path=str(folder)).load(), {**PARAMS, **overrides})
+    settings = RawImagesSettings(**{**PARAMS, **overrides})
+    return ingest_images(PhotoFolderDataset(path=str(folder)).load(), settings)
 
 
 def test_class_folders_give_labels_sample_ids_and_angles(photo_folder):

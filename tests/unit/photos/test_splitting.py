@@ -5,10 +5,18 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from transfer_study.config import RawImagesSettings, SplitSettings
 from transfer_study.pipelines.data_processing.nodes import split_by_sample
 
-SPLIT_PARAMS = {"val_fraction": 0.2, "test_fraction": 0.2, "seed": 7}
-RAW_PARAMS = {"path": "photos"}
+SPLIT_PARAMS = SplitSettings(val_fraction=0.2, test_fraction=0.2, seed=7)
+RAW_PARAMS = RawImagesSettings(
+    path="photos",
+    manifest=None,
+    filename_pattern=None,
+    sample_ids_per_class=False,
+    classes=None,
+    check_draft_size=None,
+)
 
 
 def _index(samples_per_class: dict[str, int], n_angles: int) -> pd.DataFrame:
@@ -57,7 +65,9 @@ def test_split_is_identical_for_a_fixed_seed_and_differs_for_another():
     index = _index({"a": 30, "b": 30}, 2)
     first, _ = split_by_sample(index, SPLIT_PARAMS, RAW_PARAMS)
     again, _ = split_by_sample(index.sample(frac=1, random_state=1), SPLIT_PARAMS, RAW_PARAMS)
-    other, _ = split_by_sample(index, {**SPLIT_PARAMS, "seed": 8}, RAW_PARAMS)
+    other, _ = split_by_sample(
+        index, SplitSettings(val_fraction=0.2, test_fraction=0.2, seed=8), RAW_PARAMS
+    )
     pd.testing.assert_frame_equal(first, again)
     test_samples = set(first.loc[first["split"] == "test", "sample_id"])
     assert test_samples != set(other.loc[other["split"] == "test", "sample_id"])
@@ -77,17 +87,14 @@ def test_split_refuses_fractions_that_leave_a_class_out_of_a_split():
     with pytest.raises(ValueError, match=r"missing from a split|Cannot split"):
         split_by_sample(
             _index({"common": 40, "rare": 3}, 1),
-            {"val_fraction": 0.05, "test_fraction": 0.05, "seed": 1},
+            SplitSettings(val_fraction=0.05, test_fraction=0.05, seed=1),
             RAW_PARAMS,
         )
 
 
 @pytest.mark.parametrize("fractions", [(0.0, 0.2), (0.5, 0.5), (0.2, 1.2)])
 def test_split_refuses_impossible_fractions(fractions):
+    # The split's parameters cannot even be built: the run stops before the split.
     val, test = fractions
-    with pytest.raises(ValueError, match="must be in"):
-        split_by_sample(
-            _index({"a": 10, "b": 10}, 1),
-            {"val_fraction": val, "test_fraction": test, "seed": 1},
-            RAW_PARAMS,
-        )
+    with pytest.raises(ValueError, match=r"greater than 0|less than 1|must be below 1"):
+        SplitSettings(val_fraction=val, test_fraction=test, seed=1)

@@ -11,52 +11,46 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-import yaml
 
+from tests.helpers.settings import study_training_settings
 from tests.helpers.tiny_models import TINY_BACKBONE
+from transfer_study.config import (
+    EvaluationSettings,
+    ModelSettings,
+    TrainingSettings,
+    with_overrides,
+)
 from transfer_study.datasets import TorchDataset
 from transfer_study.models.checkpoint import rebuild_classifier
 from transfer_study.models.factory import create_classifier
 from transfer_study.models.preprocessing import pretrained_preprocessing, scaled_to_input_size
-from transfer_study.pipelines.variant_nodes import (
-    embed_images,
-    evaluate_on_test,
-    train_on_features,
-    train_on_images,
-)
 from transfer_study.training import variants
 from transfer_study.training.device import DeviceSettings, maybe_compile
+from transfer_study.training.features import embed_images
 from transfer_study.training.image_cache import image_cache_key
 from transfer_study.training.loops import TrainingDivergedError, fit, train_one_epoch
+from transfer_study.training.testing import evaluate_on_test
+from transfer_study.training.variants import train_on_features, train_on_images
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
-MODEL = {"backbone": "efficientnet_lite0", "image_size": 32}
+MODEL = ModelSettings(backbone="efficientnet_lite0", image_size=32)
 # timm's smallest EfficientNet: enough to see which weights a training step moves.
-TINY_MODEL = {"backbone": TINY_BACKBONE, "image_size": 32}
+TINY_MODEL = ModelSettings(backbone=TINY_BACKBONE, image_size=32)
 PREPROCESSING = scaled_to_input_size(pretrained_preprocessing("efficientnet_lite0"), 32)
-EVALUATION = {
-    "confidence": 0.95,
-    "bootstrap_resamples": 200,
-    "bootstrap_seed": 0,
-    "batch_size": 16,
-    "top_k": [3],
-    "device": "cpu",
-}
+EVALUATION = EvaluationSettings(
+    confidence=0.95,
+    bootstrap_resamples=200,
+    bootstrap_seed=0,
+    batch_size=16,
+    top_k=[3],
+    device="cpu",
+)
 
 
-def _variant(name: str, **overrides) -> dict:
-    """The variant's block from conf/base, resolved as Kedro resolves it, made tiny, with
-    ``overrides`` applied."""
-    raw = yaml.safe_load((REPO_ROOT / "conf/base/parameters_training.yml").read_text())
-    defaults = raw["_training_defaults"]
-    block = {
-        key: defaults[value[len("${_training_defaults.") : -1]]
-        if isinstance(value, str) and value.startswith("${_training_defaults.")
-        else value
-        for key, value in raw[name].items()
-    }
+def _variant(name: str, **changes: object) -> TrainingSettings:
+    """The variant's settings from conf/base, resolved as the pipeline resolves them, tiny."""
     tiny = {"epochs": 2, "batch_size": 8, "device": "cpu", "augmentations": []}
-    return {**block, **tiny, **overrides}
+    return with_overrides(study_training_settings(name), **{**tiny, **changes})
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +96,7 @@ def test_frozen_backbone_keeps_weights_and_batchnorm_statistics(data):
     pretrained = create_classifier(
         "efficientnet_lite0", weights="imagenet", num_classes=2
     ).state_dict()
-    checkpoint, history, _ = train_on_images(decoded, split, PREPROCESSING.to_dict(), MODEL, params)
+    checkpoint, history, _ = train_on_images(decoded, split, PREPROCESSING, MODEL, params)
     backbone = _backbone_state(checkpoint)
     assert any("running_mean" in key for key in backbone)
     for key, tensor in backbone.items():
@@ -125,6 +119,14 @@ def _ids(parameters: Iterable[torch.nn.Parameter]) -> set[int]:
     return {id(parameter) for parameter in parameters}
 
 
+def _groups_by_name(optimizer: torch.optim.Optimizer) -> dict[str, list[dict]]:
+    """The optimiser's parameter groups by name (timm splits each into decay / no decay)."""
+    groups: dict[str, list[dict]] = {}
+    for group in optimizer.param_groups:
+        groups.setdefault(group["name"], []).append(group)
+    return groups
+
+
 def test_finetune_warm_up_trains_the_head_then_the_backbone_at_its_lower_lr(data, monkeypatch):
     """Snapshots the model at each epoch start through a wrapper around ``fit``."""
     decoded, split = data
@@ -144,21 +146,19 @@ def test_finetune_warm_up_trains_the_head_then_the_backbone_at_its_lower_lr(data
 
     def fit_with_snapshots(model, *, optimizer, **kwargs):
         def snapshot(epoch: int) -> None:
-            groups = {group["name"]: group for group in optimizer.param_groups}
+            groups = _groups_by_name(optimizer)
             at_start[epoch] = {
                 "backbone": _parameters(model.backbone),
                 "head": _parameters(model.head),
-                "lr": {name: group["lr"] for name, group in groups.items()},
-                "backbone_group": _ids(groups["backbone"]["params"]),
+                "lr": {name: sorted({g["lr"] for g in same}) for name, same in groups.items()},
+                "backbone_group": _ids(p for g in groups["backbone"] for p in g["params"]),
                 "backbone_ids": _ids(model.backbone.parameters()),
             }
 
         return fit(model, optimizer=optimizer, on_epoch_start=snapshot, **kwargs)
 
     monkeypatch.setattr(variants, "fit", fit_with_snapshots)
-    _, history, summary = train_on_images(
-        decoded, split, PREPROCESSING.to_dict(), TINY_MODEL, params
-    )
+    _, history, summary = train_on_images(decoded, split, PREPROCESSING, TINY_MODEL, params)
 
     warm_up, first_unfrozen = at_start[1], at_start[2]
     assert _changed(warm_up["backbone"], first_unfrozen["backbone"]) == []
@@ -166,7 +166,8 @@ def test_finetune_warm_up_trains_the_head_then_the_backbone_at_its_lower_lr(data
     assert _changed(first_unfrozen["backbone"], at_start[3]["backbone"]) == list(
         warm_up["backbone"]
     )
-    assert first_unfrozen["lr"] == {"head": lr, "backbone": pytest.approx(lr * multiplier)}
+    assert first_unfrozen["lr"]["head"] == [lr]
+    assert first_unfrozen["lr"]["backbone"] == pytest.approx([lr * multiplier])
     assert first_unfrozen["backbone_group"] == first_unfrozen["backbone_ids"]
     assert history["backbone_frozen"].tolist() == [True, False, False]
     assert summary["trainable_params"] == summary["total_params"]
@@ -175,9 +176,9 @@ def test_finetune_warm_up_trains_the_head_then_the_backbone_at_its_lower_lr(data
 def test_frozen_variant_trains_only_the_head(data):
     decoded, split = data
     params = _variant("frozen")
-    features = embed_images(decoded, split, PREPROCESSING.to_dict(), MODEL, params)
+    features = embed_images(decoded, split, PREPROCESSING, MODEL, params)
     cached = _materialised(features)
-    _, history, summary = train_on_features(cached, split, PREPROCESSING.to_dict(), MODEL, params)
+    _, history, summary = train_on_features(cached, split, PREPROCESSING, MODEL, params)
     assert summary["trainable_params"] == 1280 * 2 + 2
     assert summary["total_params"] > 3_000_000
     assert len(history) == 2
@@ -186,23 +187,17 @@ def test_frozen_variant_trains_only_the_head(data):
 def test_cached_features_give_the_same_model_as_running_the_frozen_backbone(data):
     decoded, split = data
     params = _variant("frozen", channels_last=False, num_workers=0)
-    features = embed_images(decoded, split, PREPROCESSING.to_dict(), MODEL, params)
+    features = embed_images(decoded, split, PREPROCESSING, MODEL, params)
     cached = _materialised(features)
     on_features, history_features, _ = train_on_features(
-        cached, split, PREPROCESSING.to_dict(), MODEL, params
+        cached, split, PREPROCESSING, MODEL, params
     )
     on_images, history_images, _ = train_on_images(
         decoded,
         split,
-        PREPROCESSING.to_dict(),
+        PREPROCESSING,
         MODEL,
-        _variant(
-            "frozen",
-            channels_last=False,
-            num_workers=0,
-            backbone_frozen_epochs=params["epochs"],
-            backbone_lr_multiplier=1.0,
-        ),
+        with_overrides(params, backbone_frozen_epochs=params.epochs, backbone_lr_multiplier=1.0),
     )
     for key, tensor in on_features["state_dict"].items():
         assert torch.allclose(tensor.float(), on_images["state_dict"][key].float(), atol=1e-4), key
@@ -216,17 +211,10 @@ def test_cached_features_give_the_same_model_as_running_the_frozen_backbone(data
 
 def test_same_seed_gives_the_same_metrics_and_another_seed_does_not(data):
     decoded, split = data
-    flips = [{"name": "RandomHorizontalFlip"}]
-    params = _variant("scratch", augmentations=flips)
-    first = train_on_images(decoded, split, PREPROCESSING.to_dict(), MODEL, params)
-    again = train_on_images(decoded, split, PREPROCESSING.to_dict(), MODEL, params)
-    other = train_on_images(
-        decoded,
-        split,
-        PREPROCESSING.to_dict(),
-        MODEL,
-        _variant("scratch", augmentations=flips, seed=1),
-    )
+    params = _variant("scratch", augmentations=[{"name": "RandomHorizontalFlip"}])
+    first = train_on_images(decoded, split, PREPROCESSING, MODEL, params)
+    again = train_on_images(decoded, split, PREPROCESSING, MODEL, params)
+    other = train_on_images(decoded, split, PREPROCESSING, MODEL, with_overrides(params, seed=1))
     columns = ["train_loss", "train_accuracy", "val_loss", "val_accuracy"]
     pd.testing.assert_frame_equal(first[1][columns], again[1][columns])
     assert not first[1]["train_loss"].equals(other[1]["train_loss"])
@@ -255,9 +243,7 @@ def test_a_nan_loss_stops_training_naming_variant_and_epoch():
 
 def test_evaluation_reports_metrics_predictions_and_probabilities(data):
     decoded, split = data
-    checkpoint, _, _ = train_on_images(
-        decoded, split, PREPROCESSING.to_dict(), MODEL, _variant("finetune")
-    )
+    checkpoint, _, _ = train_on_images(decoded, split, PREPROCESSING, MODEL, _variant("finetune"))
     predictions, metrics, figure = evaluate_on_test(checkpoint, decoded, split, EVALUATION)
     assert list(predictions.columns) == [
         "path",
@@ -280,9 +266,7 @@ def test_evaluation_reports_metrics_predictions_and_probabilities(data):
 
 def test_checkpoint_round_trips_in_a_fresh_process(data, tmp_path: Path):
     decoded, split = data
-    checkpoint, _, _ = train_on_images(
-        decoded, split, PREPROCESSING.to_dict(), MODEL, _variant("scratch")
-    )
+    checkpoint, _, _ = train_on_images(decoded, split, PREPROCESSING, MODEL, _variant("scratch"))
     TorchDataset(filepath=str(tmp_path / "model.pt")).save(checkpoint)
     inputs = torch.randn(3, 3, 32, 32)
     torch.save(inputs, tmp_path / "inputs.pt")

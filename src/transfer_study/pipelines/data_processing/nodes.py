@@ -8,6 +8,7 @@ from typing import Any
 
 import pandas as pd
 
+from transfer_study.config import ModelSettings, RawImagesSettings, SplitSettings
 from transfer_study.models.preprocessing import (
     Preprocessing,
     pretrained_preprocessing,
@@ -21,14 +22,14 @@ logger = logging.getLogger(__name__)
 
 
 def ingest_images(
-    raw_images: Mapping[str, Callable[[], bytes]], params: Mapping[str, Any]
+    raw_images: Mapping[str, Callable[[], bytes]], params: RawImagesSettings
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Reads the photo folder's layout and decodes every photo once to check it.
 
     Labels come from ``manifest.csv`` when the folder has one, otherwise from the class
     sub-folders. Sample id and angle come from the manifest or from
-    ``params["filename_pattern"]`` (named groups ``sample_id`` and ``angle``, matched on
-    the file name without extension); a photo with neither is its own sample.
+    ``params.filename_pattern`` (named groups ``sample_id`` and ``angle``, matched on the
+    file name without extension); a photo with neither is its own sample.
 
     Args:
         raw_images: Lazy loaders of every file's bytes, by path relative to the folder.
@@ -46,7 +47,7 @@ def ingest_images(
 
 
 def split_by_sample(
-    image_index: pd.DataFrame, params: Mapping[str, Any], raw_images_params: Mapping[str, Any]
+    image_index: pd.DataFrame, params: SplitSettings, raw_images_params: RawImagesSettings
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Splits photos into train/val/test by physical sample, stratified by class.
 
@@ -63,10 +64,10 @@ def split_by_sample(
         ValueError: With fewer than two classes, a class too small to reach every split,
             or fractions the data cannot satisfy.
     """
-    return split_photos_by_sample(image_index, params, folder=str(raw_images_params.get("path")))
+    return split_photos_by_sample(image_index, params, folder=raw_images_params.path)
 
 
-def resolve_preprocessing(params: Mapping[str, Any]) -> dict[str, Any]:
+def resolve_preprocessing(params: ModelSettings) -> dict[str, Any]:
     """Finds the input size and normalisation of the chosen backbone's weights.
 
     Args:
@@ -77,9 +78,9 @@ def resolve_preprocessing(params: Mapping[str, Any]) -> dict[str, Any]:
         ``Preprocessing`` as a dict, saved so that every later step and every saved model
         uses the same values.
     """
-    native = pretrained_preprocessing(params["backbone"])
-    preprocessing = scaled_to_input_size(native, params.get("image_size"))
-    logger.info("Preprocessing for %s: %s", params["backbone"], preprocessing)
+    native = pretrained_preprocessing(params.backbone)
+    preprocessing = scaled_to_input_size(native, params.image_size)
+    logger.info("Preprocessing for %s: %s", params.backbone, preprocessing)
     return preprocessing.to_dict()
 
 

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from transfer_study.config import AblationSettings, TrainingSettings, with_overrides
 from transfer_study.evaluation.figures import accuracy_heatmap_figure, learning_curve_figure
 from transfer_study.evaluation.learning_curve import learning_curve_tables
 from transfer_study.evaluation.markdown import recommendation_markdown
@@ -106,7 +107,7 @@ def summarise_cell(
 
 
 def check_ablation_grid(
-    split: pd.DataFrame, params: Mapping[str, Any], pipeline_grid: Mapping[str, Any]
+    split: pd.DataFrame, params: AblationSettings, pipeline_grid: AblationSettings
 ) -> pd.DataFrame:
     """Fails before any training if the grid is impossible or not the pipeline's grid.
 
@@ -136,25 +137,25 @@ def check_ablation_grid(
 
 
 def cell_training_parameters(
-    training: Mapping[str, Any], ablation: Mapping[str, Any], cell: Mapping[str, Any]
-) -> dict[str, Any]:
-    """A cell's training settings: its variant's block, the ablation's overrides for that
-    variant, and the cell's seed (which also seeds the subset, so seeds repeat both).
+    settings: TrainingSettings, ablation: AblationSettings, *, cell: Mapping[str, Any]
+) -> TrainingSettings:
+    """A cell's training settings: its variant's settings, the ablation's overrides for
+    that variant, and the cell's seed (which also seeds the subset, so seeds repeat both).
 
     Args:
-        training: The variant's parameter block (``scratch``, ``frozen`` or ``finetune``).
+        settings: The variant's resolved settings.
         ablation: ``data_size_ablation`` parameters (``training_overrides``).
         cell: The cell (``seed``).
 
     Returns:
-        The merged settings.
+        The cell's settings.
     """
-    overrides = (ablation.get("training_overrides") or {}).get(training["name"]) or {}
-    return {**training, **overrides, "seed": int(cell["seed"])}
+    overrides = ablation.training_overrides.get(settings.name)
+    return with_overrides(settings, overrides, seed=cell["seed"])
 
 
 def report_ablation(
-    params: Mapping[str, Any], *records: Mapping[str, Any]
+    params: AblationSettings, *records: Mapping[str, Any]
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any], str, Figure, Figure]:
     """Everything the ablation reports, from every cell's record.
 
@@ -168,9 +169,19 @@ def report_ablation(
         The per-seed table, the learning curve, the recommendation, its Markdown report,
         the learning-curve figure and the samples × angles heatmap.
     """
-    settings = params.get("report") or {}
-    per_seed, curve = learning_curve_tables(records, settings)
-    recommendation = recommend_data_budget(curve, settings)
+    report = params.report
+    per_seed, curve = learning_curve_tables(
+        records,
+        confidence=report.confidence,
+        n_resamples=report.bootstrap_resamples,
+        seed=report.bootstrap_seed,
+    )
+    recommendation = recommend_data_budget(
+        curve,
+        tolerance=report.tolerance,
+        confidence=report.confidence,
+        extrapolate_to=report.extrapolate_to,
+    )
     return (
         per_seed,
         curve,

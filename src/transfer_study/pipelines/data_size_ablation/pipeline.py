@@ -16,7 +16,6 @@ refused with what to do instead of silently running another grid.
 from __future__ import annotations
 
 import os
-from functools import partial, update_wrapper
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +23,10 @@ from kedro.framework.project import settings
 from kedro.pipeline import Node, Pipeline
 from kedro.utils import find_kedro_project
 
+from transfer_study.config import AblationSettings, parse_settings
 from transfer_study.pipelines.variant_template import (
-    VARIANTS,
+    SHARED_PARAMETERS,
+    bound,
     training_node_and_data,
     variant_template,
 )
@@ -59,31 +60,24 @@ def configured_grid() -> dict[str, Any]:
     return loader["parameters"][PARAMETERS_KEY]
 
 
-def _bound(func, name: str, **values: Any):
-    """``func`` with ``values`` fixed, named for Kedro and kedro viz."""
-    bound = update_wrapper(partial(func, **values), func)
-    bound.__name__ = name
-    return bound
-
-
 def _cell_pipeline(variant: str, cell: dict[str, Any]) -> Pipeline:
-    train, data = training_node_and_data(variant)
+    _, data = training_node_and_data(variant)
     cell_nodes = Pipeline(
         [
             Node(
-                func=_bound(select_training_subset, "select_training_subset", cell=cell),
+                func=bound(select_training_subset, "select_training_subset", cell=cell),
                 inputs="study_split",
                 outputs="split",
                 name="select_training_subset_node",
             ),
             Node(
-                func=_bound(cell_training_parameters, "cell_training_parameters", cell=cell),
-                inputs=["params:training", "params:ablation"],
-                outputs="training_parameters",
+                func=bound(cell_training_parameters, "cell_training_parameters", cell=cell),
+                inputs=["training_settings", "params:ablation"],
+                outputs="cell_training_settings",
                 name="cell_training_parameters_node",
             ),
             Node(
-                func=_bound(summarise_cell, "summarise_cell", cell={**cell, "variant": variant}),
+                func=bound(summarise_cell, "summarise_cell", cell={**cell, "variant": variant}),
                 inputs={
                     "training_summary": "training_summary",
                     "test_metrics": "test_metrics",
@@ -96,15 +90,14 @@ def _cell_pipeline(variant: str, cell: dict[str, Any]) -> Pipeline:
         ]
     )
     return Pipeline(
-        cell_nodes + variant_template(train, data, training_parameters="training_parameters"),
+        cell_nodes + variant_template(variant, training_settings="cell_training_settings"),
         namespace=f"ablation.{cell_name(variant, cell)}",
         inputs={
             "study_split": "ablation_split",
             **{shared: shared for shared in ("decoded_images", "preprocessing", data)},
         },
         parameters={
-            "params:model": "params:model",
-            "params:evaluation": "params:evaluation",
+            **{shared: shared for shared in SHARED_PARAMETERS},
             "params:training": f"params:{variant}",
             "params:ablation": f"params:{PARAMETERS_KEY}",
         },
@@ -119,15 +112,11 @@ def create_pipeline(**kwargs) -> Pipeline:
     Returns:
         The pipeline.
     """
-    grid = configured_grid()
-    unknown = sorted(set(grid["variants"]) - set(VARIANTS))
-    if unknown:
-        raise ValueError(
-            f"{PARAMETERS_KEY}.variants: unknown {unknown}; choose from {sorted(VARIANTS)}."
-        )
-    cells = [(variant, cell) for variant in grid["variants"] for cell in grid_cells(grid)]
+    # Validated here: the model refuses unknown variants and impossible axes.
+    grid = parse_settings(AblationSettings, configured_grid(), block=PARAMETERS_KEY)
+    cells = [(variant, cell) for variant in grid.variants for cell in grid_cells(grid)]
     check = Node(
-        func=_bound(check_ablation_grid, "check_ablation_grid", pipeline_grid=grid),
+        func=bound(check_ablation_grid, "check_ablation_grid", pipeline_grid=grid),
         inputs=["split", f"params:{PARAMETERS_KEY}"],
         outputs="ablation_split",
         name="check_ablation_grid_node",

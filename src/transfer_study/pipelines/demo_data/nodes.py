@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from PIL import Image
 
-from transfer_study.demo.config import parse_demo_config
+from transfer_study.demo.config import DemoConfig
 from transfer_study.demo.renderer import render_fragments
 
 
-def generate_demo_fragments(params: dict[str, Any]) -> dict[str, Callable[[], Image.Image]]:
+def generate_demo_fragments(params: DemoConfig) -> dict[str, Callable[[], Image.Image]]:
     """Lays out the demo dataset of fragment photos as lazily rendered partitions.
 
     Args:
@@ -21,8 +20,5 @@ def generate_demo_fragments(params: dict[str, Any]) -> dict[str, Callable[[], Im
     Returns:
         ``{"<class>/s<sample:04d>_a<angle:02d>": render}``, where ``render()`` returns that
         RGB photo, so that a ``PartitionedDataset`` renders and saves them one at a time.
-
-    Raises:
-        ValueError: When the parameters are missing, unknown or out of range.
     """
-    return render_fragments(parse_demo_config(params))
+    return render_fragments(params)

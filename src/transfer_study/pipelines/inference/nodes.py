@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 from kedro.io.core import DatasetError
 
+from transfer_study.config import InferenceSettings
 from transfer_study.images import is_hidden_or_system_file
 from transfer_study.inference.predictor import (
     HOW_TO_GET_A_CHECKPOINT,
@@ -42,7 +43,7 @@ def select_model(
     trained_models: Mapping[str, Callable[[], Any]] | None,
     comparison: pd.DataFrame | None,
     checkpoint_file: Callable[[], Any] | None,
-    params: Mapping[str, Any],
+    params: InferenceSettings,
 ) -> Mapping[str, Any]:
     """Picks the checkpoint that ``inference.model`` names.
 
@@ -64,7 +65,7 @@ def select_model(
             unknown, or the file is not a transfer-study checkpoint; the message says what
             to do.
     """
-    choice = str(params["model"])
+    choice = params.model
     models = dict(trained_models or {})
     if choice == MODEL_BEST:
         variant = _best_variant(models, comparison)
@@ -87,7 +88,7 @@ def select_model(
 def classify_photos(
     photos: Mapping[str, Callable[[], bytes]] | None,
     checkpoint: Mapping[str, Any],
-    params: Mapping[str, Any],
+    params: InferenceSettings,
 ) -> pd.DataFrame:
     """Classifies every file of a photo folder with a trained model.
 
@@ -108,25 +109,24 @@ def classify_photos(
         first), ``status`` (``ok`` or ``skipped``) and ``error`` (why it was skipped).
 
     Raises:
-        ValueError: If the folder holds no files, or the parameters are out of range.
+        ValueError: If the folder holds no files.
     """
     files = sorted(path for path in (photos or {}) if not is_hidden_or_system_file(path))
     if not files:
         raise ValueError(
-            f"No photos to classify in '{params['photos']}': the folder is missing, empty, "
+            f"No photos to classify in '{params.photos}': the folder is missing, empty, "
             f"or holds only hidden and system files. {_HOW_TO_POINT_AT_PHOTOS}"
         )
-    predictor = ImagePredictor.from_checkpoint(checkpoint, device=str(params["device"]))
-    top_k = params["top_k"]
+    predictor = ImagePredictor.from_checkpoint(checkpoint, device=params.device)
     table = predictor.predict(
         [_reader(photos[path]) for path in files],
-        batch_size=int(params["batch_size"]),
-        top_k=None if top_k is None else int(top_k),
+        batch_size=params.batch_size,
+        top_k=params.top_k,
     )
     predictions = pd.concat(
         [pd.Series(files, name="path"), table[list(PREDICTION_COLUMNS)]], axis=1
     )
-    _log_outcome(predictions, str(params["photos"]))
+    _log_outcome(predictions, params.photos)
     return predictions
 
 

@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 from matplotlib.figure import Figure
 
+from transfer_study.config import EvaluationSettings, ModelSettings
 from transfer_study.evaluation.figures import variant_comparison_figure
 from transfer_study.evaluation.markdown import comparison_markdown
 from transfer_study.evaluation.stats import pairwise_mcnemar
@@ -47,7 +48,7 @@ def _comparison_row(
 
 
 def compare_variants(
-    model_params: Mapping[str, Any], evaluation_params: Mapping[str, Any], *results: Any
+    model_params: ModelSettings, evaluation_params: EvaluationSettings, *results: Any
 ) -> tuple[pd.DataFrame, pd.DataFrame, str, Figure]:
     """Puts the variants side by side and tests their differences on paired predictions.
 
@@ -65,7 +66,7 @@ def compare_variants(
         ValueError: If the variants were not evaluated on the same photos.
     """
     triples = [results[i : i + 3] for i in range(0, len(results), 3)]
-    rows = [_comparison_row(model_params["backbone"], m, s) for m, s, _ in triples]
+    rows = [_comparison_row(model_params.backbone, m, s) for m, s, _ in triples]
     comparison = pd.DataFrame(rows)
     paths = [tuple(predictions["path"]) for _, _, predictions in triples]
     if len(set(paths)) != 1:
@@ -76,10 +77,10 @@ def compare_variants(
         summary["variant"]: (p["label"] == p["predicted"]).to_numpy() for _, summary, p in triples
     }
     mcnemar = pairwise_mcnemar(correct)
-    confidence = float(evaluation_params["confidence"])
+    confidence = evaluation_params.confidence
     report = comparison_markdown(comparison, mcnemar, confidence=confidence)
     chart = variant_comparison_figure(
-        comparison, title=f"Test accuracy with {confidence:.0%} CI ({model_params['backbone']})"
+        comparison, title=f"Test accuracy with {confidence:.0%} CI ({model_params.backbone})"
     )
     logger.info("Variant comparison:\n%s", comparison.to_string(index=False))
     return comparison, mcnemar, report, chart

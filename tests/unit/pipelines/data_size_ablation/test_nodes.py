@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 
 import pandas as pd
 import pytest
 
+from tests.helpers.settings import study_training_settings
 from tests.helpers.splits import make_split
+from transfer_study.config import AblationGrid, AblationSettings, TrainingSettings
 from transfer_study.photos.subsets import UNUSED_SPLIT, grid_cells, validate_grid
 from transfer_study.pipelines.data_size_ablation.nodes import (
     cell_training_parameters,
@@ -18,23 +19,6 @@ from transfer_study.pipelines.data_size_ablation.nodes import (
 )
 
 IMBALANCED = {"apple": 18, "pear": 6, "plum": 2}
-# Parameter blocks as conf/base gives them, trimmed to what the nodes under test read.
-PARAMETER_BLOCKS = {
-    "frozen": {"name": "frozen", "lr": 0.003, "epochs": 60, "seed": 0},
-    "finetune": {"name": "finetune", "lr": 0.003, "epochs": 4, "seed": 0},
-    "data_size_ablation": {
-        "n_samples": [4, 8],
-        "n_angles": [1, 2],
-        "variants": ["frozen", "finetune"],
-        "seeds": [0, 1],
-        "training_overrides": {},
-    },
-}
-
-
-def _params(block: str, **overrides: object) -> dict:
-    """A copy of a parameter block, with ``overrides``."""
-    return copy.deepcopy({**PARAMETER_BLOCKS[block], **overrides})
 
 
 def trained(subset: pd.DataFrame) -> pd.DataFrame:
@@ -213,7 +197,7 @@ def test_clamp_uses_what_exists_and_warns(caplog: pytest.LogCaptureFixture) -> N
 
 def test_validate_grid_reports_every_impossible_cell_at_once() -> None:
     split = make_split({"apple": 5, "pear": 5}, angles=3)
-    grid = {"n_samples": [2, 10, 12], "n_angles": [1, 4], "seeds": [0, 1]}
+    grid = AblationGrid(n_samples=[2, 10, 12], n_angles=[1, 4], seeds=[0, 1], clamp=False)
     with pytest.raises(ValueError) as error:
         validate_grid(split, grid)
     message = str(error.value)
@@ -226,15 +210,16 @@ def test_validate_grid_reports_every_impossible_cell_at_once() -> None:
 
 def test_validate_grid_accepts_possible_and_clamped_grids() -> None:
     split = make_split({"apple": 5, "pear": 5}, angles=3)
-    assert validate_grid(split, {"n_samples": [2, 10], "n_angles": [1, 3], "seeds": [0]}) is None
-    clamped = {"n_samples": [12], "n_angles": [4], "seeds": 0, "clamp": True}
+    possible = AblationGrid(n_samples=[2, 10], n_angles=[1, 3], seeds=[0], clamp=False)
+    assert validate_grid(split, possible) is None
+    clamped = AblationGrid(n_samples=[12], n_angles=[4], seeds=0, clamp=True)
     assert validate_grid(split, clamped) is None
-    with pytest.raises(ValueError, match="no cells"):
-        validate_grid(split, [])
+    with pytest.raises(ValueError, match="seeds"):  # a grid without cells is refused
+        AblationGrid(n_samples=[2], n_angles=[1], seeds=[], clamp=False)
 
 
 def test_grid_cells_expands_the_product() -> None:
-    cells = grid_cells({"n_samples": [2, 4], "n_angles": 1, "seeds": [0, 1, 2]})
+    cells = grid_cells(AblationGrid(n_samples=[2, 4], n_angles=1, seeds=[0, 1, 2], clamp=False))
     assert len(cells) == 6
     assert cells[0] == {"n_samples": 2, "n_angles": 1, "seed": 0, "clamp": False}
     assert {(c["n_samples"], c["seed"]) for c in cells} == {
@@ -296,31 +281,71 @@ def test_summarise_cell_rejects_predictions_of_other_photos() -> None:
         )
 
 
+def _ablation(training_overrides: dict) -> AblationSettings:
+    report = {
+        "tolerance": 0.01,
+        "confidence": 0.95,
+        "bootstrap_resamples": 10,
+        "bootstrap_seed": 0,
+        "extrapolate_to": [2],
+    }
+    return AblationSettings.model_validate(
+        {
+            "n_samples": [4],
+            "n_angles": [1],
+            "seeds": [0, 3],
+            "clamp": False,
+            "variants": ["frozen", "finetune"],
+            "training_overrides": training_overrides,
+            "report": report,
+        }
+    )
+
+
+def test_cell_settings_are_the_variants_with_its_overrides_and_the_cells_seed() -> None:
+    frozen = study_training_settings("frozen")
+    ablation = _ablation({"frozen": {"epochs": 6}})
+    settings = cell_training_parameters(frozen, ablation, cell=cell(4, 1, seed=3))
+    assert (settings.name, settings.epochs, settings.seed) == ("frozen", 6, 3)
+    assert settings.model_dump(exclude={"epochs", "seed"}) == frozen.model_dump(
+        exclude={"epochs", "seed"}
+    )
+    finetune = study_training_settings("finetune")
+    untouched = cell_training_parameters(finetune, ablation, cell=cell(4, 1, seed=0))
+    assert untouched == finetune  # no overrides for finetune, and the same seed
+
+
+def test_cell_settings_are_checked_again() -> None:
+    frozen = study_training_settings("frozen")
+    with pytest.raises(ValueError, match="seed"):
+        cell_training_parameters(frozen, _ablation({}), cell=cell(4, 1, seed=-1))
+
+
+def _settings(variant: str, **changes: object) -> TrainingSettings:
+    """The study's settings of ``variant``, with ``changes``."""
+    return study_training_settings(variant).model_copy(update=changes)
+
+
 def test_training_overrides_apply_only_to_their_variant() -> None:
-    ablation = _params("data_size_ablation", training_overrides={"finetune": {"epochs": 1}})
-    finetune = cell_training_parameters(_params("finetune"), ablation, cell(4, 1))
-    frozen = cell_training_parameters(_params("frozen"), ablation, cell(4, 1))
-    assert finetune == _params("finetune", epochs=1)
-    assert frozen == _params("frozen")
+    ablation = _ablation({"finetune": {"epochs": 1}})
+    finetune = cell_training_parameters(_settings("finetune"), ablation, cell=cell(4, 1))
+    frozen = cell_training_parameters(_settings("frozen"), ablation, cell=cell(4, 1))
+    assert finetune == _settings("finetune", epochs=1)
+    assert frozen == _settings("frozen")
 
 
 def test_the_cells_seed_replaces_the_variants_and_any_overridden_seed() -> None:
-    ablation = _params("data_size_ablation", training_overrides={"frozen": {"seed": 7, "lr": 0.1}})
+    ablation = _ablation({"frozen": {"seed": 7, "lr": 0.1}})
     for seed in (0, 3):
-        settings = cell_training_parameters(_params("frozen"), ablation, cell(4, 1, seed=seed))
-        assert settings == _params("frozen", lr=0.1, seed=seed)
+        settings = cell_training_parameters(
+            _settings("frozen"), ablation, cell=cell(4, 1, seed=seed)
+        )
+        assert settings == _settings("frozen", lr=0.1, seed=seed)
 
 
-@pytest.mark.parametrize("overrides", [{}, None, {"finetune": None}, {"scratch": {"lr": 1.0}}])
-def test_without_overrides_for_the_variant_only_the_seed_changes(overrides: dict | None) -> None:
-    ablation = _params("data_size_ablation", training_overrides=overrides)
-    settings = cell_training_parameters(_params("finetune"), ablation, cell(4, 1, seed=2))
-    assert settings == _params("finetune", seed=2)
-
-
-def test_cell_training_parameters_leave_the_parameter_blocks_unchanged() -> None:
-    training = _params("finetune")
-    ablation = _params("data_size_ablation", training_overrides={"finetune": {"epochs": 1}})
-    cell_training_parameters(training, ablation, cell(4, 1, seed=5))
-    assert training == _params("finetune")
-    assert ablation == _params("data_size_ablation", training_overrides={"finetune": {"epochs": 1}})
+@pytest.mark.parametrize("overrides", [{}, {"scratch": {"lr": 1.0}}])
+def test_without_overrides_for_the_variant_only_the_seed_changes(overrides: dict) -> None:
+    settings = cell_training_parameters(
+        _settings("finetune"), _ablation(overrides), cell=cell(4, 1, seed=2)
+    )
+    assert settings == _settings("finetune", seed=2)

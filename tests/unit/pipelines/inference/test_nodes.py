@@ -17,6 +17,7 @@ from kedro.io.core import DatasetError
 from tests.helpers.image_files import write_awkward_files
 from tests.helpers.photos import write_photo
 from tests.helpers.tiny_models import CLASS_NAMES, save_tiny_checkpoint, tiny_checkpoint
+from transfer_study.config import InferenceSettings
 from transfer_study.datasets.optional_dataset import OptionalDataset
 from transfer_study.inference.predictor import NotACheckpointError
 from transfer_study.models.checkpoint import rebuild_classifier
@@ -24,7 +25,7 @@ from transfer_study.models.preprocessing import Preprocessing
 from transfer_study.models.transforms import build_eval_transform, decode_resized
 from transfer_study.pipelines.inference.nodes import classify_photos, select_model
 
-PARAMS = {"photos": "/photos", "model": "best", "top_k": 2, "batch_size": 4, "device": "cpu"}
+PARAMS = InferenceSettings(photos="/photos", model="best", top_k=2, batch_size=4, device="cpu")
 COMPARISON = pd.DataFrame(
     {"variant": ["scratch", "frozen", "finetune"], "accuracy": [0.6, 0.9, 0.8]}
 )
@@ -111,7 +112,7 @@ def test_top_k_lists_the_most_probable_classes_with_their_softmax_probabilities(
     for path, row in zip(paths, predictions.itertuples(), strict=True):
         expected = _expected_probabilities(checkpoint, path.read_bytes())
         top = json.loads(row.top_k)
-        assert len(top) == PARAMS["top_k"]
+        assert len(top) == PARAMS.top_k
         assert sum(top.values()) <= 1.0 + 1e-6
         assert list(top.values()) == sorted(top.values(), reverse=True)
         assert next(iter(top)) == row.predicted == CLASS_NAMES[int(expected.argmax())]
@@ -124,7 +125,7 @@ def test_top_k_null_lists_every_class_summing_to_one(tmp_path):
     write_photo(tmp_path / "photos" / "a.jpg", seed=1)
 
     predictions = classify_photos(
-        _loaders(tmp_path / "photos"), tiny_checkpoint(), {**PARAMS, "top_k": None}
+        _loaders(tmp_path / "photos"), tiny_checkpoint(), PARAMS.model_copy(update={"top_k": None})
     )
 
     top = json.loads(predictions.loc[0, "top_k"])
@@ -138,8 +139,8 @@ def test_batching_does_not_change_predictions(tmp_path):
     (tmp_path / "photos" / "broken.jpg").write_bytes(b"not a jpeg")
     photos, checkpoint = _loaders(tmp_path / "photos"), tiny_checkpoint()
 
-    one_by_one = classify_photos(photos, checkpoint, {**PARAMS, "batch_size": 1})
-    all_at_once = classify_photos(photos, checkpoint, {**PARAMS, "batch_size": 64})
+    one_by_one = classify_photos(photos, checkpoint, PARAMS.model_copy(update={"batch_size": 1}))
+    all_at_once = classify_photos(photos, checkpoint, PARAMS.model_copy(update={"batch_size": 64}))
 
     # Batches of different sizes may round the last float digit differently.
     pd.testing.assert_frame_equal(
@@ -186,10 +187,9 @@ def test_a_folder_without_photos_is_an_error_saying_how_to_pass_one(photos):
     assert "--params=inference.photos=" in str(raised.value)
 
 
-def test_top_k_below_one_is_refused(tmp_path):
-    write_photo(tmp_path / "photos" / "a.jpg", seed=1)
-    with pytest.raises(ValueError, match="top_k must be at least 1"):
-        classify_photos(_loaders(tmp_path / "photos"), tiny_checkpoint(), {**PARAMS, "top_k": 0})
+def test_top_k_below_one_is_refused():
+    with pytest.raises(ValueError, match=r"top_k\s+Input should be greater than or equal to 1"):
+        InferenceSettings.model_validate({**PARAMS.model_dump(), "top_k": 0})
 
 
 # --- select_model ---------------------------------------------------------------------
@@ -206,19 +206,25 @@ def test_best_takes_the_first_of_equally_accurate_variants():
 
 
 def test_a_named_variant_is_used_even_if_another_is_best():
-    checkpoint = select_model(_three_variants(), COMPARISON, None, {**PARAMS, "model": "scratch"})
+    checkpoint = select_model(
+        _three_variants(), COMPARISON, None, PARAMS.model_copy(update={"model": "scratch"})
+    )
     assert checkpoint["metadata"]["variant"] == "scratch"
 
 
 def test_a_named_variant_needs_no_comparison():
-    checkpoint = select_model(_three_variants(), None, None, {**PARAMS, "model": "finetune"})
+    checkpoint = select_model(
+        _three_variants(), None, None, PARAMS.model_copy(update={"model": "finetune"})
+    )
     assert checkpoint["metadata"]["variant"] == "finetune"
 
 
 def test_a_checkpoint_path_is_loaded_when_no_variant_has_that_name(tmp_path):
     path = save_tiny_checkpoint(tmp_path / "elsewhere" / "model.pt", variant="copied")
 
-    checkpoint = select_model(None, None, _checkpoint_file(path), {**PARAMS, "model": str(path)})
+    checkpoint = select_model(
+        None, None, _checkpoint_file(path), PARAMS.model_copy(update={"model": str(path)})
+    )
 
     assert checkpoint["metadata"]["variant"] == "copied"
     assert set(checkpoint["state_dict"]) == set(tiny_checkpoint()["state_dict"])
@@ -245,14 +251,18 @@ def test_best_variant_without_its_model_is_an_error():
 
 def test_an_unknown_variant_lists_the_trained_ones():
     with pytest.raises(ValueError, match="'nope' is neither") as raised:
-        select_model(_three_variants(), COMPARISON, None, {**PARAMS, "model": "nope"})
+        select_model(
+            _three_variants(), COMPARISON, None, PARAMS.model_copy(update={"model": "nope"})
+        )
     assert "(finetune, frozen, scratch)" in str(raised.value)
 
 
 def test_a_missing_checkpoint_file_is_an_unknown_model(tmp_path):
     missing = tmp_path / "missing.pt"
     with pytest.raises(ValueError, match="nor an existing checkpoint file"):
-        select_model(None, None, _checkpoint_file(missing), {**PARAMS, "model": str(missing)})
+        select_model(
+            None, None, _checkpoint_file(missing), PARAMS.model_copy(update={"model": str(missing)})
+        )
 
 
 def test_a_bare_state_dict_is_refused_as_not_our_checkpoint(tmp_path):
@@ -260,7 +270,9 @@ def test_a_bare_state_dict_is_refused_as_not_our_checkpoint(tmp_path):
     torch.save(tiny_checkpoint()["state_dict"], path)
 
     with pytest.raises(NotACheckpointError, match="is not a transfer-study checkpoint") as raised:
-        select_model(None, None, _checkpoint_file(path), {**PARAMS, "model": str(path)})
+        select_model(
+            None, None, _checkpoint_file(path), PARAMS.model_copy(update={"model": str(path)})
+        )
     assert "kedro run" in str(raised.value)
 
 
@@ -268,7 +280,9 @@ def test_a_file_torch_cannot_load_is_refused_as_not_a_checkpoint(tmp_path):
     path = write_photo(tmp_path / "photo.jpg", seed=1)
 
     with pytest.raises(NotACheckpointError, match="cannot be loaded as a checkpoint"):
-        select_model(None, None, _checkpoint_file(path), {**PARAMS, "model": str(path)})
+        select_model(
+            None, None, _checkpoint_file(path), PARAMS.model_copy(update={"model": str(path)})
+        )
 
 
 def test_a_checkpoint_whose_weights_do_not_fit_its_architecture_is_refused(tmp_path):

@@ -1,0 +1,75 @@
+"""The blocks of the photos and the model: ``model``, ``raw_images`` and ``split``."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from pydantic import Field, Strict, field_validator, model_validator
+
+from .base import OpenFraction, PositiveInt, Seed, Settings
+
+# The backbones downsample 32 times; a smaller input leaves them nothing to see.
+_MIN_IMAGE_SIZE = 32
+_SAMPLE_ID_GROUP = "sample_id"
+
+
+class ModelSettings(Settings):
+    """``model``: the backbone every variant starts from, and its input size."""
+
+    backbone: str = Field(
+        min_length=1, description="efficientnet_lite0, a torchvision or a timm model name"
+    )
+    image_size: Annotated[int, Strict(), Field(ge=_MIN_IMAGE_SIZE)] | None = Field(
+        description="input side in pixels; null = the weights' native size"
+    )
+
+
+class RawImagesSettings(Settings):
+    """``raw_images``: where the photos are and how their names group them into samples."""
+
+    path: str = Field(min_length=1, description="the photo folder")
+    manifest: str | None = Field(description="CSV at the folder root with path,label[,...]")
+    filename_pattern: str | None = Field(
+        description="regex on the file name; named groups sample_id and optional angle"
+    )
+    sample_ids_per_class: bool = Field(description="sample numbering restarts in every class")
+    classes: Annotated[list[str], Field(min_length=1)] | None = Field(
+        description="classes to use; null = all"
+    )
+    check_draft_size: PositiveInt | None = Field(
+        description="check JPEGs at this many pixels a side at least; null = full size"
+    )
+
+    @field_validator("filename_pattern")
+    @classmethod
+    def _pattern_names_the_sample(cls, pattern: str | None) -> str | None:
+        if pattern is None:
+            return None
+        try:
+            compiled = re.compile(pattern)
+        except re.error as error:
+            raise ValueError(f"is not a valid regular expression: {error}") from error
+        if _SAMPLE_ID_GROUP not in compiled.groupindex:
+            raise ValueError(
+                f"needs a named group (?P<{_SAMPLE_ID_GROUP}>...); null makes every photo its "
+                "own sample"
+            )
+        return pattern
+
+
+class SplitSettings(Settings):
+    """``split``: the shares of each class's physical samples held out, and the seed."""
+
+    val_fraction: OpenFraction = Field(description="share of samples held out for validation")
+    test_fraction: OpenFraction = Field(description="share of samples held out for testing")
+    seed: Seed = Field(description="the split's random seed")
+
+    @model_validator(mode="after")
+    def _leaves_training_samples(self) -> SplitSettings:
+        if self.val_fraction + self.test_fraction >= 1:
+            raise ValueError(
+                "val_fraction + test_fraction must be below 1 (the rest trains), got "
+                f"{self.val_fraction} + {self.test_fraction}"
+            )
+        return self

@@ -1,0 +1,142 @@
+"""The training blocks: ``training_defaults``, one block per variant, and ``evaluation``.
+
+``training_defaults`` holds what the variants share; a variant's block (``scratch``,
+``frozen``, ``finetune``) states only what differs. Both are ``VariantOverrides``; the
+``TrainingSettings`` of a variant is the defaults updated with its block
+(:func:`resolve_training_settings`), complete and checked as a whole.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import ConfigDict, Field, Strict, model_validator
+
+from .base import (
+    Device,
+    NonNegativeFloat,
+    NonNegativeInt,
+    OpenFraction,
+    PartialSettings,
+    PositiveFloat,
+    PositiveInt,
+    Seed,
+    Settings,
+    VariantName,
+    partial_model,
+)
+
+_BelowOne = Annotated[float, Strict(), Field(ge=0, lt=1)]
+
+
+class Augmentation(Settings):
+    """A ``torchvision.transforms.v2`` class by name, with its arguments."""
+
+    # The arguments are the torchvision class's own; it checks them when it is built.
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    name: str = Field(min_length=1, description="a torchvision.transforms.v2 class name")
+
+
+class HeadSettings(Settings):
+    """The new classification head on the backbone's pooled features."""
+
+    type: Literal["linear", "mlp"] = Field(description="linear, or mlp with a hidden layer")
+    # Optional as in build_head: a head without dropout need not say so.
+    dropout: _BelowOne = Field(default=0.0, description="dropout before the output layer")
+    hidden_units: PositiveInt | None = Field(default=None, description="mlp only: hidden width")
+
+    @model_validator(mode="after")
+    def _hidden_units_only_for_mlp(self) -> HeadSettings:
+        if self.type == "mlp" and self.hidden_units is None:
+            raise ValueError("an mlp head needs hidden_units, e.g. {type: mlp, hidden_units: 256}")
+        if self.type == "linear" and self.hidden_units is not None:
+            raise ValueError("a linear head has no hidden_units; use type: mlp")
+        return self
+
+
+class TrainingSettings(Settings):
+    """Everything one training of a variant needs, after defaults and overrides."""
+
+    name: VariantName = Field(description="the variant")
+    weights: str = Field(min_length=1, description="none, imagenet, or a weights file path")
+    lr: PositiveFloat = Field(description="learning rate of the head")
+    epochs: PositiveInt = Field(description="maximum epochs")
+    augmentations: list[Augmentation] = Field(description="applied in order when training")
+    augmented_views: NonNegativeInt = Field(description="frozen only: augmented feature views")
+    embedding_batch_size: PositiveInt = Field(description="frozen only: embedding batch size")
+    head: HeadSettings = Field(description="the classification head")
+    optimizer: Literal["sgd", "adam", "adamw"] = Field(description="the optimiser")
+    momentum: _BelowOne = Field(description="sgd only: momentum")
+    weight_decay: NonNegativeFloat = Field(description="weight decay")
+    scheduler: Literal["none", "step", "cosine", "onecycle"] = Field(description="lr schedule")
+    step_size: PositiveInt = Field(description="step only: epochs between decays")
+    gamma: Annotated[float, Strict(), Field(gt=0, le=1)] = Field(description="step: decay")
+    label_smoothing: _BelowOne = Field(description="cross-entropy label smoothing")
+    batch_size: PositiveInt = Field(description="training batch size")
+    early_stopping_patience: PositiveInt | None = Field(
+        description="epochs without a better val accuracy; null = never stop"
+    )
+    backbone_frozen_epochs: NonNegativeInt = Field(description="head warm-up epochs")
+    backbone_lr_multiplier: NonNegativeFloat = Field(description="backbone lr = lr x this")
+    seed: Seed = Field(description="seeds torch, NumPy, Python and the loaders")
+    device: Device = Field(description="auto (CUDA > MPS > CPU), cpu, cuda or mps")
+    channels_last: bool = Field(description="channels-last memory format")
+    amp: bool = Field(description="float16 mixed precision on CUDA")
+    compile: bool | Literal["auto"] = Field(description="torch.compile; auto = on CUDA only")
+    num_workers: NonNegativeInt | Literal["auto"] = Field(description="DataLoader workers")
+
+    def augmentation_specs(self) -> list[dict[str, Any]]:
+        """The augmentations as ``{"name": ..., <argument>: ...}`` dicts for the transforms."""
+        return [augmentation.model_dump() for augmentation in self.augmentations]
+
+
+VariantOverrides = partial_model(
+    TrainingSettings,
+    "VariantOverrides",
+    # The variant is the block's key, not a setting.
+    exclude={"name"},
+    doc="``training_defaults`` or a variant's block: any ``TrainingSettings`` field but "
+    "``name``, each optional. A ``head`` or ``augmentations`` given here replaces the "
+    "default one whole.",
+)
+
+
+def resolve_training_settings(
+    variant: VariantName, defaults: PartialSettings, overrides: PartialSettings
+) -> TrainingSettings:
+    """The complete settings of ``variant``: the defaults updated with its block.
+
+    Args:
+        variant: The variant's name (its block's key).
+        defaults: ``training_defaults``.
+        overrides: The variant's block.
+
+    Returns:
+        The variant's settings.
+
+    Raises:
+        pydantic.ValidationError: If a field is missing from both blocks or the
+            combination is invalid.
+    """
+    values = {**defaults.set_values(), **overrides.set_values(), "name": variant}
+    return TrainingSettings.model_validate(values)
+
+
+def with_overrides(
+    settings: TrainingSettings, overrides: PartialSettings | None = None, **values: Any
+) -> TrainingSettings:
+    """``settings`` with the fields ``overrides`` sets and ``values`` replaced, re-checked."""
+    update = overrides.set_values() if overrides is not None else {}
+    return TrainingSettings.model_validate({**settings.model_dump(), **update, **values})
+
+
+class EvaluationSettings(Settings):
+    """``evaluation``: how each variant's checkpoint is tested."""
+
+    confidence: OpenFraction = Field(description="level of the accuracy intervals")
+    bootstrap_resamples: PositiveInt = Field(description="bootstrap resamples")
+    bootstrap_seed: Seed = Field(description="the bootstrap's seed")
+    batch_size: PositiveInt = Field(description="batch size of the test predictions")
+    top_k: list[PositiveInt] = Field(description="top-k accuracies when classes exceed k")
+    device: Device = Field(description="auto (CUDA > MPS > CPU), cpu, cuda or mps")

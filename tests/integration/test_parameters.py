@@ -1,0 +1,88 @@
+"""Parameters in a real `kedro run`: checked before any node, and overrides that arrive."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import mlflow
+import pytest
+import yaml
+
+from tests.helpers.kedro_project import (
+    TINY_DEMO,
+    TINY_TRAINING,
+    make_project,
+    project_environment,
+    run_pipeline,
+)
+from transfer_study.config import ParameterError
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Iterator[Path]:
+    with project_environment(make_project(tmp_path / "project")) as root:
+        yield root
+
+
+def _files(root: Path) -> list[Path]:
+    return sorted(path for path in (root / "data").rglob("*") if path.is_file())
+
+
+def test_bad_parameters_stop_the_run_before_any_node_naming_key_value_and_file(project: Path):
+    training_yml = project / "conf/base/parameters_training.yml"
+    blocks = yaml.safe_load(training_yml.read_text())
+    blocks["finetune"]["lrr"] = 0.001  # misspelt
+    training_yml.write_text(yaml.safe_dump(blocks, sort_keys=False))
+
+    with pytest.raises(ParameterError) as raised:
+        run_pipeline(project, {"split.val_fraction": 1.5})  # out of range
+
+    lines = str(raised.value).splitlines()
+    assert lines[0] == "2 invalid parameter(s); nothing has run:"
+    assert lines[1].startswith(
+        "  - split.val_fraction = 1.5 (from --params): Input should be less than 1"
+    )
+    assert lines[2].startswith(
+        "  - finetune.lrr = 0.001 (conf/base/parameters_training.yml): unknown key; "
+        "did you mean lr?"
+    )
+    assert _files(project) == []  # no node ran: nothing was written
+    assert not (project / "mlflow.db").exists() or not mlflow.MlflowClient(
+        f"sqlite:///{project / 'mlflow.db'}"
+    ).search_experiments(filter_string="name = 'transfer_study'")
+
+
+def test_overrides_of_one_variant_and_of_all_reach_the_resolved_settings(project: Path):
+    overrides = {"finetune.lr": 0.001, "training_defaults.compile": False}
+    params = {**TINY_DEMO, **TINY_TRAINING, **overrides}
+    run_pipeline(project, TINY_DEMO, pipeline_name="demo_data")
+    run_pipeline(project, params, pipeline_name="data_processing")
+    run_pipeline(project, params, pipeline_name="training", namespaces=["scratch", "finetune"])
+
+    reporting = project / "data/08_reporting"
+    finetune, scratch = (
+        json.loads((reporting / variant / "training_summary.json").read_text())["parameters"][
+            "training"
+        ]
+        for variant in ("finetune", "scratch")
+    )
+    assert (finetune["lr"], finetune["compile"], finetune["epochs"]) == (0.001, False, 2)
+    assert (scratch["lr"], scratch["compile"]) == (0.003, False)  # lr: its own block's
+    assert finetune["backbone_lr_multiplier"] == 0.1 and scratch["backbone_lr_multiplier"] == 1.0
+    assert finetune["batch_size"] == scratch["batch_size"] == 8  # training_defaults, tiny
+
+    client = mlflow.MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("transfer_study")
+    children = {
+        run.info.run_name: run.data.params
+        for run in client.search_runs(
+            [experiment.experiment_id], filter_string="tags.mlflow.parentRunId != ''"
+        )
+    }
+    assert children["finetune"]["training.lr"] == "0.001"
+    assert children["scratch"]["training.lr"] == "0.003"
+    assert children["finetune"]["training.compile"] == "False"
