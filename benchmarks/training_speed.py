@@ -57,11 +57,10 @@ from transfer_study.config import (
 )
 from transfer_study.datasets import PhotoFolderDataset
 from transfer_study.demo.config import DemoConfig
+from transfer_study.demo.renderer import render_fragments
 from transfer_study.models.factory import create_classifier, set_backbone_trainable
-from transfer_study.models.preprocessing import Preprocessing
+from transfer_study.models.preprocessing import Preprocessing, preprocessing_for
 from transfer_study.photos.splitting import SPLIT_COLUMNS
-from transfer_study.pipelines.data_processing.nodes import resolve_preprocessing
-from transfer_study.pipelines.demo_data.nodes import generate_demo_fragments
 from transfer_study.training import loops
 from transfer_study.training.data import seed_everything
 from transfer_study.training.device import DeviceSettings, pick_device
@@ -262,7 +261,7 @@ def render_photo_pool(
     angles = demo_params.n_angles
     train_samples = _samples_for(train_photos, angles)
     n_samples = train_samples + _samples_for(val_photos, angles)
-    renders = generate_demo_fragments(
+    renders = render_fragments(
         DemoConfig.model_validate(
             {**demo_params.model_dump(), "n_samples": n_samples, "image_size": PHOTO_SIZE}
         )
@@ -878,7 +877,7 @@ def main() -> None:
     warm_up_epochs = params.finetune.backbone_frozen_epochs
     if settings.epochs <= warm_up_epochs:
         sys.exit(f"--epochs must exceed finetune.backbone_frozen_epochs ({warm_up_epochs})")
-    preprocessing = resolve_preprocessing(params.model)
+    preprocessing = preprocessing_for(params.model.backbone, params.model.image_size).to_dict()
     print("\n".join(machine_header(params, preprocessing, settings)) + "\n", flush=True)
     largest = max((settings.train_images, *(SCALING_TRAIN_IMAGES if settings.scaling else ())))
     with tempfile.TemporaryDirectory(prefix="transfer-study-speed-") as scratch:

@@ -24,6 +24,7 @@ from transfer_study.pipelines.variant_template import VARIANTS
 
 CELL_NAMESPACE = re.compile(r"^ablation\.(?P<variant>\w+)\.n(?P<n>\d+)_a(?P<a>\d+)_s(?P<s>\d+)$")
 CELL_NODES = {
+    "resolve_training_settings_node",
     "select_training_subset_node",
     "cell_training_parameters_node",
     "train_node",
@@ -110,16 +111,17 @@ def test_every_cell_is_one_namespace_with_the_variant_template(ablation, configu
 def test_each_cell_trains_with_its_variants_block_and_its_own_subset(ablation, configured_grid):
     for cell in _cells(configured_grid):
         variant = CELL_NAMESPACE.match(cell)["variant"]
-        parameters = _node(ablation, f"{cell}.cell_training_parameters_node")
+        resolve = _node(ablation, f"{cell}.resolve_training_settings_node")
         blocks = {
             name.removeprefix("params:").split(".")[0]
-            for name in parameters.inputs
+            for name in resolve.inputs
             if name.startswith("params:")
         }
         assert blocks & set(VARIANTS) == {variant}, cell
-        assert "params:data_size_ablation" in parameters.inputs
+        parameters = _node(ablation, f"{cell}.cell_training_parameters_node")
+        assert parameters.inputs == [f"{cell}.training_settings", "params:data_size_ablation"]
         train = _node(ablation, f"{cell}.train_node")
-        assert f"{cell}.training_parameters" in train.inputs
+        assert f"{cell}.cell_training_settings" in train.inputs
         assert f"{cell}.split" in train.inputs
         features = "backbone_features" if variant == "frozen" else "decoded_images"
         assert features in train.inputs

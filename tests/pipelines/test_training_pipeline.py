@@ -81,23 +81,31 @@ def outputs(study_inputs: dict[str, Any]) -> dict[str, Any]:
 def test_each_variant_namespace_trains_with_its_own_parameter_block():
     pipeline = create_pipeline()
     for variant in VARIANTS:
+        resolve = _node(pipeline, f"{variant}.resolve_training_settings_node")
         train = _node(pipeline, f"{variant}.train_node")
-        blocks = _variant_blocks(train)
-        assert blocks, f"{variant}.train_node reads no variant parameter block"
+        blocks = _variant_blocks(resolve)
+        assert blocks, f"{variant}.resolve_training_settings_node reads no variant block"
         assert {name.removeprefix("params:").split(".")[0] for name in blocks} == {variant}
+        assert "params:training_defaults" in resolve.inputs
+        assert resolve.outputs == [f"{variant}.training_settings"]
+        assert f"{variant}.training_settings" in train.inputs
+        assert not _variant_blocks(train), "the training reads only its resolved settings"
         assert "params:model" in train.inputs
         assert train.namespace == variant
-    train_blocks = [
-        frozenset(_variant_blocks(_node(pipeline, f"{v}.train_node"))) for v in VARIANTS
+    resolve_blocks = [
+        frozenset(_variant_blocks(_node(pipeline, f"{v}.resolve_training_settings_node")))
+        for v in VARIANTS
     ]
-    assert len(set(train_blocks)) == len(VARIANTS)
+    assert len(set(resolve_blocks)) == len(VARIANTS)
 
 
 def test_frozen_trains_on_backbone_features_the_others_on_images():
     pipeline = create_pipeline()
     embed = _node(pipeline, "embed_images_node")
     assert embed.outputs == ["backbone_features"]
-    assert {name.removeprefix("params:").split(".")[0] for name in _variant_blocks(embed)} == {
+    assert "embedding_settings" in embed.inputs
+    resolve = _node(pipeline, "resolve_embedding_settings_node")
+    assert {name.removeprefix("params:").split(".")[0] for name in _variant_blocks(resolve)} == {
         "frozen"
     }
     assert "backbone_features" in _node(pipeline, "frozen.train_node").inputs
@@ -113,7 +121,8 @@ def test_variants_share_the_study_inputs_and_write_namespaced_outputs():
     assert data_inputs == STUDY_INPUTS
     assert {"params:model", "params:evaluation"} <= pipeline.inputs()
     expected = {f"{v}.{name}" for v in VARIANTS for name in PER_VARIANT_OUTPUTS}
-    assert pipeline.all_outputs() == expected | {"backbone_features"}
+    settings = {f"{v}.training_settings" for v in VARIANTS} | {"embedding_settings"}
+    assert pipeline.all_outputs() == expected | settings | {"backbone_features"}
     for variant in VARIANTS:
         evaluate = _node(pipeline, f"{variant}.evaluate_node")
         assert evaluate.inputs[0] == f"{variant}.model"

@@ -49,7 +49,6 @@ REQUIRED_DISTRIBUTIONS = (
     "torch",
     "torchvision",
     "timm",
-    "safetensors",
     "pillow",
     "numpy",
     "pandas",

@@ -154,3 +154,8 @@ def scaled_to_input_size(preprocessing: Preprocessing, input_size: int | None) -
         std=preprocessing.std,
         interpolation=preprocessing.interpolation,
     )
+
+
+def preprocessing_for(backbone: str, image_size: int | None) -> Preprocessing:
+    """The preprocessing a study uses: the weights' own, at ``image_size`` (``None``: native)."""
+    return scaled_to_input_size(pretrained_preprocessing(backbone), image_size)

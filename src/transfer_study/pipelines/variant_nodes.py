@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
@@ -147,8 +146,3 @@ def plot_training_curves(history: pd.DataFrame, summary: Mapping[str, Any]) -> F
         The figure.
     """
     return training_curves_figure(history, title=f"{summary['variant']}: training curves")
-
-
-def correct_flags(predictions: pd.DataFrame) -> np.ndarray:
-    """Whether each test photo was classified correctly (for paired tests)."""
-    return (predictions["label"] == predictions["predicted"]).to_numpy()

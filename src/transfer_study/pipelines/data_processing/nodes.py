@@ -9,11 +9,7 @@ from typing import Any
 import pandas as pd
 
 from transfer_study.config import ModelSettings, RawImagesSettings, SplitSettings
-from transfer_study.models.preprocessing import (
-    Preprocessing,
-    pretrained_preprocessing,
-    scaled_to_input_size,
-)
+from transfer_study.models.preprocessing import Preprocessing, preprocessing_for
 from transfer_study.photos.ingestion import ingest
 from transfer_study.photos.splitting import split_photos_by_sample
 from transfer_study.training.image_cache import decode_images, image_cache_key
@@ -78,8 +74,7 @@ def resolve_preprocessing(params: ModelSettings) -> dict[str, Any]:
         ``Preprocessing`` as a dict, saved so that every later step and every saved model
         uses the same values.
     """
-    native = pretrained_preprocessing(params.backbone)
-    preprocessing = scaled_to_input_size(native, params.image_size)
+    preprocessing = preprocessing_for(params.backbone, params.image_size)
     logger.info("Preprocessing for %s: %s", params.backbone, preprocessing)
     return preprocessing.to_dict()
 
