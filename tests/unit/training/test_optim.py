@@ -9,10 +9,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from tests.helpers.optim import make_optimizer
 from transfer_study.models.factory import Classifier, set_backbone_trainable
 from transfer_study.training.device import DeviceSettings
 from transfer_study.training.loops import fit
-from transfer_study.training.optim import create_optimizer
 
 LR = 0.01
 MULTIPLIER = 0.1
@@ -24,19 +24,6 @@ PARAMS = {
     "momentum": 0.9,
     "backbone_lr_multiplier": MULTIPLIER,
 }
-
-
-def _make_optimizer(*, head, backbone, params: dict) -> torch.optim.Optimizer:
-    """``create_optimizer`` from a variant-like block of settings."""
-    return create_optimizer(
-        params["optimizer"],
-        head=head,
-        backbone=backbone,
-        lr=params["lr"],
-        weight_decay=params["weight_decay"],
-        momentum=params["momentum"],
-        backbone_lr_multiplier=params["backbone_lr_multiplier"],
-    )
 
 
 def _tiny_classifier() -> Classifier:
@@ -56,7 +43,7 @@ def _group_of(optimizer: torch.optim.Optimizer, parameter: nn.Parameter) -> dict
 def test_backbone_trains_at_lr_times_multiplier_and_head_at_lr():
     model = _tiny_classifier()
 
-    optimizer = _make_optimizer(head=model.head, backbone=model.backbone, params=PARAMS)
+    optimizer = make_optimizer(head=model.head, backbone=model.backbone, params=PARAMS)
 
     assert optimizer.param_groups[0]["name"] == "head"  # fit logs the first group's lr
     for parameter in model.head.parameters():
@@ -68,7 +55,7 @@ def test_backbone_trains_at_lr_times_multiplier_and_head_at_lr():
 def test_norm_and_bias_parameters_get_no_weight_decay():
     model = _tiny_classifier()
 
-    optimizer = _make_optimizer(head=model.head, backbone=model.backbone, params=PARAMS)
+    optimizer = make_optimizer(head=model.head, backbone=model.backbone, params=PARAMS)
 
     no_decay = [model.backbone[0].bias, model.backbone[1].weight, model.backbone[1].bias]
     for parameter in [*no_decay, model.head.bias]:
@@ -81,7 +68,7 @@ def test_frozen_parameters_are_in_no_group():
     model = _tiny_classifier()
     set_backbone_trainable(model, False)
 
-    optimizer = _make_optimizer(head=model.head, backbone=model.backbone, params=PARAMS)
+    optimizer = make_optimizer(head=model.head, backbone=model.backbone, params=PARAMS)
 
     in_groups = {id(p) for group in optimizer.param_groups for p in group["params"]}
     assert in_groups == {id(p) for p in model.head.parameters()}
@@ -91,7 +78,7 @@ def test_frozen_parameters_are_in_no_group():
 def test_sgd_is_classical_momentum_as_before():
     model = _tiny_classifier()
 
-    optimizer = _make_optimizer(
+    optimizer = make_optimizer(
         head=model.head, backbone=None, params={**PARAMS, "optimizer": "SGD"}
     )
 
@@ -104,13 +91,13 @@ def test_unknown_optimizer_is_refused():
     model = _tiny_classifier()
 
     with pytest.raises(ValueError, match=r"Unknown optimizer 'lamb'.*adamw"):
-        _make_optimizer(head=model.head, backbone=None, params={**PARAMS, "optimizer": "lamb"})
+        make_optimizer(head=model.head, backbone=None, params={**PARAMS, "optimizer": "lamb"})
 
 
 def test_warm_up_leaves_the_backbone_alone_then_trains_it_in_its_own_groups():
     model = _tiny_classifier()
     initial = copy.deepcopy(model.backbone.state_dict())
-    optimizer = _make_optimizer(head=model.head, backbone=model.backbone, params=PARAMS)
+    optimizer = make_optimizer(head=model.head, backbone=model.backbone, params=PARAMS)
     torch.manual_seed(0)
     data = TensorDataset(torch.randn(8, 3, 8, 8), torch.tensor([0, 1] * 4))
     after_warm_up = {}

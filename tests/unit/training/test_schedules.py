@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from transfer_study.training.optim import create_optimizer, create_scheduler
+from tests.helpers.optim import make_optimizer, make_scheduler
 
 LR = 0.1
 MULTIPLIER = 0.1
@@ -18,31 +18,6 @@ STEPS_PER_EPOCH = 3
 ONECYCLE_DIV_FACTOR = 25.0
 ONECYCLE_FINAL_DIV_FACTOR = 1e4
 ONECYCLE_PCT_START = 0.3
-
-
-def _make_optimizer(*, head, backbone, params: dict) -> torch.optim.Optimizer:
-    """``create_optimizer`` from a variant-like block of settings."""
-    return create_optimizer(
-        params["optimizer"],
-        head=head,
-        backbone=backbone,
-        lr=params["lr"],
-        weight_decay=params["weight_decay"],
-        momentum=params["momentum"],
-        backbone_lr_multiplier=params["backbone_lr_multiplier"],
-    )
-
-
-def _make_scheduler(optimizer, params: dict, *, epochs: int, steps_per_epoch: int):
-    """``create_scheduler`` from a variant-like block of settings."""
-    return create_scheduler(
-        optimizer,
-        params["scheduler"],
-        epochs=epochs,
-        steps_per_epoch=steps_per_epoch,
-        step_size=params["step_size"],
-        gamma=params["gamma"],
-    )
 
 
 def _params(**overrides) -> dict:
@@ -62,7 +37,7 @@ def _params(**overrides) -> dict:
 
 def _optimizer(**overrides) -> torch.optim.Optimizer:
     torch.manual_seed(0)
-    return _make_optimizer(
+    return make_optimizer(
         head=nn.Linear(3, 2), backbone=nn.Linear(4, 3), params=_params(**overrides)
     )
 
@@ -84,13 +59,13 @@ def _trajectory(
 
 
 def test_without_a_trained_backbone_there_is_only_the_head_group():
-    optimizer = _make_optimizer(head=nn.Linear(3, 2), backbone=None, params=_params())
+    optimizer = make_optimizer(head=nn.Linear(3, 2), backbone=None, params=_params())
     assert _lrs(optimizer) == {"head": LR}
 
 
 def test_no_schedule_gives_no_scheduler():
     optimizer = _optimizer(scheduler="none")
-    scheduler, per_batch = _make_scheduler(
+    scheduler, per_batch = make_scheduler(
         optimizer, _params(scheduler="none"), epochs=EPOCHS, steps_per_epoch=STEPS_PER_EPOCH
     )
     assert scheduler is None
@@ -100,7 +75,7 @@ def test_no_schedule_gives_no_scheduler():
 def test_step_schedule_multiplies_the_lr_by_gamma_every_step_size_epochs():
     params = _params(scheduler="step", step_size=2, gamma=0.5)
     optimizer = _optimizer(**params)
-    scheduler, per_batch = _make_scheduler(
+    scheduler, per_batch = make_scheduler(
         optimizer, params, epochs=EPOCHS, steps_per_epoch=STEPS_PER_EPOCH
     )
     assert per_batch is False
@@ -111,7 +86,7 @@ def test_step_schedule_multiplies_the_lr_by_gamma_every_step_size_epochs():
 def test_cosine_schedule_anneals_every_group_to_zero_over_the_epochs():
     params = _params(scheduler="cosine")
     optimizer = _optimizer(**params)
-    scheduler, per_batch = _make_scheduler(
+    scheduler, per_batch = make_scheduler(
         optimizer, params, epochs=EPOCHS, steps_per_epoch=STEPS_PER_EPOCH
     )
     assert per_batch is False
@@ -127,7 +102,7 @@ def test_onecycle_steps_per_batch_and_peaks_at_each_groups_own_lr():
     params = _params(scheduler="onecycle")
     optimizer = _optimizer(**params)
     epochs, steps_per_epoch = 2, 5
-    scheduler, per_batch = _make_scheduler(
+    scheduler, per_batch = make_scheduler(
         optimizer, params, epochs=epochs, steps_per_epoch=steps_per_epoch
     )
     assert per_batch is True
@@ -151,4 +126,4 @@ def test_an_unknown_schedule_is_refused_with_the_choices():
         ValueError,
         match=r"Unknown scheduler 'warmup'; choose one of \['none', 'step', 'cosine', 'onecycle'\]",
     ):
-        _make_scheduler(_optimizer(), _params(scheduler="warmup"), epochs=EPOCHS, steps_per_epoch=1)
+        make_scheduler(_optimizer(), _params(scheduler="warmup"), epochs=EPOCHS, steps_per_epoch=1)
