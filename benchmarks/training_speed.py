@@ -55,8 +55,8 @@ from transfer_study.config import (
     resolve_training_settings,
     with_overrides,
 )
+from transfer_study.config.demo import DemoConfig
 from transfer_study.datasets import PhotoFolderDataset
-from transfer_study.demo.config import DemoConfig
 from transfer_study.demo.renderer import render_fragments
 from transfer_study.models.factory import create_classifier, set_backbone_trainable
 from transfer_study.models.preprocessing import Preprocessing, preprocessing_for

@@ -12,7 +12,7 @@ from typing import Any, get_args
 
 from pydantic import BaseModel, ValidationError
 
-from transfer_study.demo.config import DemoConfig
+from transfer_study.config.demo import DemoConfig
 
 from .ablation import AblationSettings
 from .base import PartialSettings, VariantName

@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-from .config import Interval
+from transfer_study.config.demo import Interval
 
 _UNIFORM_TO_UNIT_STD = math.sqrt(12.0)
 # Gaussian interpolation averages neighbouring cells; this gain restores a spread of ~0.8 sd.

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from .config import Appearance, DemoConfig, SandRanges, ViewRanges
+from transfer_study.config.demo import Appearance, DemoConfig, SandRanges, ViewRanges
+
 from .noise import centred_grid, hsv_colour, smooth_noise, uniform, white_noise
 
 logger = logging.getLogger(__name__)

@@ -15,8 +15,8 @@ from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 from kedro_datasets.partitions import PartitionedDataset
 
+from transfer_study.config.demo import DemoConfig
 from transfer_study.config.errors import ParameterError, parse_settings
-from transfer_study.demo.config import DemoConfig
 from transfer_study.pipelines.demo_data import create_pipeline
 from transfer_study.pipelines.demo_data.nodes import generate_demo_fragments
 

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from PIL import Image
 
-from transfer_study.demo.config import DemoConfig
+from transfer_study.config.demo import DemoConfig
 from transfer_study.demo.renderer import render_fragments
 
 

@@ -10,7 +10,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field, Strict, ValidationInfo, field_validator
 
-from transfer_study.config.base import PositiveFloat, Seed, Settings
+from .base import PositiveFloat, Seed, Settings
 
 # Partition ids are zero-padded to 4 and 2 digits, so the counts must stay below these.
 _MAX_SAMPLES = 10_000
