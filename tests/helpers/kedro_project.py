@@ -16,6 +16,8 @@ import pytest
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 
+from tests.helpers.parameters import nested
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 # Small enough for CI on 2 cores, big enough that every class reaches every split.
@@ -61,21 +63,9 @@ def run_pipeline(
     """
     bootstrap_project(project)
     with KedroSession.create(
-        project_path=project, runtime_params=_nested(runtime_params or {})
+        project_path=project, runtime_params=nested(runtime_params or {})
     ) as session:
         return session.run(**run_kwargs)
-
-
-def _nested(dotted: dict[str, Any]) -> dict[str, Any]:
-    """``{"a.b": 1}`` → ``{"a": {"b": 1}}``, as Kedro's CLI parses ``--params``."""
-    nested: dict[str, Any] = {}
-    for key, value in dotted.items():
-        *parents, leaf = key.split(".")
-        node = nested
-        for parent in parents:
-            node = node.setdefault(parent, {})
-        node[leaf] = value
-    return nested
 
 
 @contextmanager
