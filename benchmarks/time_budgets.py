@@ -4,8 +4,9 @@
     python benchmarks/time_budgets.py --skip-tests
 
 Phases: install (new virtual environment), demo data, the default `kedro run`, and the
-whole test suite. Budgets (2 CPU cores): set-up-and-run ≤ 10 min, of which `kedro run`
-≤ 3 min; tests ≤ 15 min. Figures are recorded in docs/performance.md. This is a script,
+whole test suite. Budgets (2 CPU cores, the fair-study issue's): `kedro run` ≤ 5 min
+(every variant trained to convergence), tests ≤ 20 min; set-up-and-run, install included,
+≤ 15 min. Figures are recorded in docs/performance.md. This is a script,
 not a test: timings depend on the machine.
 """
 
@@ -21,7 +22,7 @@ import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-BUDGETS_SECONDS = {"setup_and_run": 600, "kedro run": 180, "tests": 900}
+BUDGETS_SECONDS = {"setup_and_run": 900, "kedro run": 300, "tests": 1200}
 
 
 def _timed(label: str, command: list[str], cwd: Path, env: dict[str, str]) -> float:

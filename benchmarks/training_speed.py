@@ -12,7 +12,8 @@ backbone at the study's input size (`model` in conf/base/parameters.yml) three w
   decode and RandomResizedCrop/flip/ToTensor/Normalize every epoch, batch 4, SGD(0.001,
   momentum 0.9), StepLR(7, 0.1), fp32, contiguous tensors. Frozen = "ConvNet as fixed
   feature extractor" (the backbone runs forward on every step).
-* ours — the project's nodes with the study's parameter blocks (only `epochs` changed):
+* ours — the project's nodes with the study's parameter blocks, trained for a fixed number
+  of epochs at a fixed lr without early stopping, so that runs compare:
   `embed_images` + `train_on_features` (frozen), `train_on_images` (fine-tune).
 * bound — our training step on one in-memory batch: no data loading, no augmentation.
 
@@ -61,7 +62,7 @@ from transfer_study.demo.renderer import render_fragments
 from transfer_study.models.factory import create_classifier, set_backbone_trainable
 from transfer_study.models.preprocessing import Preprocessing, preprocessing_for
 from transfer_study.photos.splitting import SPLIT_COLUMNS
-from transfer_study.training import loops
+from transfer_study.training import fitting, loops
 from transfer_study.training.data import seed_everything
 from transfer_study.training.device import DeviceSettings, pick_device
 from transfer_study.training.features import embed_images
@@ -524,7 +525,9 @@ def measure_ours_frozen(data: StudyData, params: StudyParameters, epochs: int) -
     Returns:
         Decode, extraction and per-epoch seconds.
     """
-    block = with_overrides(params.frozen, epochs=epochs)
+    block = with_overrides(
+        params.frozen, **_fixed_epochs(epochs, data.train_images, block=params.frozen)
+    )
     args = (data.split, Preprocessing.from_dict(data.preprocessing), params.model, block)
     ((key, compute),) = embed_images(data.decoded, *args).items()
     started = time.perf_counter()
@@ -532,6 +535,19 @@ def measure_ours_frozen(data: StudyData, params: StudyParameters, epochs: int) -
     extraction = time.perf_counter() - started
     _, history, _ = train_on_features({key: lambda: features}, *args)
     return FrozenCost(data.decode_seconds, extraction, history["seconds"].tolist())
+
+
+def _fixed_epochs(epochs: int, train_images: int, *, block: Any) -> dict[str, Any]:
+    """Settings that train exactly ``epochs`` epochs at a given lr: the budget's cap with no
+    early stopping and no lr search, so that runs are comparable (see docs/performance.md)."""
+    lr = block.lr if block.lr != "auto" else 0.001
+    return {
+        "lr": lr,
+        "max_images": epochs * train_images,
+        "min_steps": 1,
+        "patience": None,
+        "val_every_steps": 10**6,
+    }
 
 
 @contextlib.contextmanager
@@ -555,28 +571,34 @@ def timed_calls(module: Any, name: str) -> Iterator[list[float]]:
 def measure_ours_finetune(data: StudyData, params: StudyParameters, epochs: int) -> FinetuneCost:
     """Runs `train_on_images` with the study's fine-tune block; keeps the unfrozen epochs.
 
-    The training passes are timed by wrapping `train_one_epoch` (which `fit` calls once
-    per epoch), so they include the real loaders, augmentation and optimiser steps but
-    not the validation pass.
+    The training steps are timed by wrapping `train_step` (which `fit` calls once per
+    batch), so they include the optimiser steps but neither loading, augmentation nor
+    the validation pass; the head warm-up is one epoch.
 
     Args:
         data: Split table and decoded-image cache.
         params: The project's parameters.
-        epochs: Replaces the block's ``epochs``; must exceed ``backbone_frozen_epochs``.
+        epochs: Epochs to train, the first of them the head warm-up (at least 2).
 
     Returns:
-        Training-pass and epoch seconds of the epochs with the backbone unfrozen.
+        Training-step and epoch seconds of the epochs with the backbone unfrozen.
     """
-    block = with_overrides(params.finetune, epochs=epochs)
+    steps_per_epoch = -(-data.train_images // params.finetune.batch_size)
+    block = with_overrides(
+        params.finetune,
+        **_fixed_epochs(epochs, data.train_images, block=params.finetune),
+        head_warmup_steps=steps_per_epoch,
+    )
     spec = Preprocessing.from_dict(data.preprocessing)
-    with timed_calls(loops, "train_one_epoch") as passes:
+    with timed_calls(fitting, "train_step") as steps:
         _, history, _ = train_on_images(data.decoded, data.split, spec, params.model, block)
     unfrozen = ~history["backbone_frozen"].to_numpy()
-    return FinetuneCost(
-        data.train_images,
-        [seconds for seconds, keep in zip(passes, unfrozen, strict=True) if keep],
-        history.loc[unfrozen, "seconds"].tolist(),
-    )
+    step_seconds = steps[steps_per_epoch:]  # the steps after the warm-up epoch
+    passes = [
+        sum(step_seconds[i : i + steps_per_epoch])
+        for i in range(0, len(step_seconds), steps_per_epoch)
+    ]
+    return FinetuneCost(data.train_images, passes, history.loc[unfrozen, "seconds"].tolist())
 
 
 # ------------------------------------------------------------------------------- bound
@@ -588,7 +610,7 @@ def measure_bound(
     """Training images/s of our training step on one batch kept in memory.
 
     The fine-tune block's model, optimiser, batch size, memory format and AMP, through
-    `train_one_epoch`, so exactly our step without loading or augmentation.
+    `train_step`, so exactly our step without loading or augmentation.
 
     Args:
         params: The project's parameters.
@@ -614,7 +636,7 @@ def measure_bound(
         block.optimizer,
         head=model.head,
         backbone=model.backbone,
-        lr=block.lr,
+        lr=block.lr if block.lr != "auto" else 0.001,
         weight_decay=block.weight_decay,
         momentum=block.momentum,
         backbone_lr_multiplier=block.backbone_lr_multiplier,
@@ -629,10 +651,8 @@ def measure_bound(
 
     def run(steps: int) -> float:
         started = time.perf_counter()
-        # Any iterable of batches serves as the loader: here one batch, repeated.
-        loops.train_one_epoch(
-            model, criterion, optimizer, [batch] * steps, device_settings, scaler=scaler
-        )
+        for _ in range(steps):  # one batch, repeated
+            loops.train_step(model, criterion, optimizer, batch, device_settings, scaler)
         return time.perf_counter() - started
 
     run(settings.warmup_batches)
@@ -702,14 +722,14 @@ def figures(results: Results) -> dict[str, tuple[float, str]]:
         ),
         "ours finetune training": (
             finetune.images_per_second,
-            f"train_one_epoch inside train_on_images, {len(finetune.train_passes)} "
+            f"train_step inside train_on_images, {len(finetune.train_passes)} "
             "epoch(s) with the backbone unfrozen",
         ),
         "ours finetune epoch": (
             finetune.epoch,
             "train_on_images history, epochs with the backbone unfrozen",
         ),
-        "bound training": (results.bound, "train_one_epoch on one pre-made batch, after warm-up"),
+        "bound training": (results.bound, "train_step on one pre-made batch, after warm-up"),
     }
 
 

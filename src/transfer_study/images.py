@@ -132,12 +132,14 @@ class DecodedImage:
         source_mode: Pillow's mode for the file as opened, e.g. ``"RGBA"`` or ``"I;16"``.
         conversions: Human notes on each change made, e.g. ``"RGBA composited on
             white"``; empty when the file was already plain, upright RGB.
+        source_size: ``(width, height)`` stored in the file, before any draft reduction.
     """
 
     image: Image.Image
     source_format: str
     source_mode: str
     conversions: tuple[str, ...]
+    source_size: tuple[int, int] = (0, 0)
 
 
 def decode_rgb(data: bytes, *, draft_size: int | None = None) -> DecodedImage:
@@ -168,6 +170,7 @@ def decode_rgb(data: bytes, *, draft_size: int | None = None) -> DecodedImage:
         with _strict_decoding(), Image.open(io.BytesIO(data)) as opened:
             source_format = opened.format or "unknown"
             source_mode = opened.mode
+            source_size = opened.size
             _check_pixel_count(opened)
             notes = _apply_draft(opened, draft_size) if draft_size else []
             samples_were_16bit = _has_16bit_samples(opened)
@@ -193,6 +196,7 @@ def decode_rgb(data: bytes, *, draft_size: int | None = None) -> DecodedImage:
         source_format=source_format,
         source_mode=source_mode,
         conversions=tuple(notes + orientation_notes + mode_notes),
+        source_size=source_size,
     )
 
 

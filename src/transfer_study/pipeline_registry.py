@@ -5,7 +5,11 @@ from kedro.pipeline import Pipeline
 
 from transfer_study.pipelines import data_processing
 from transfer_study.pipelines.data_size_ablation.pipeline import configured_grid
-from transfer_study.pipelines.variant_template import VARIANTS, embedding_pipeline
+from transfer_study.pipelines.variant_template import (
+    VARIANTS,
+    embedding_pipeline,
+    variant_learning_rate_pipeline,
+)
 
 # Pipelines that a plain `kedro run` leaves out: they are run by name.
 _RUN_BY_NAME_ONLY = ("demo_data", "data_size_ablation", "inference")
@@ -18,7 +22,8 @@ def register_pipelines() -> dict[str, Pipeline]:
         A mapping from pipeline names to ``Pipeline`` objects. ``__default__`` is the
         study; the demo-data generator, the data-size ablation and inference are only
         run by name. The ablation runs after data processing and, when its grid has a
-        variant that trains on backbone features, the embedding step of the study.
+        variant that trains on backbone features, the embedding step of the study; its cells
+        train with the learning rates the study's own nodes choose.
     """
     # `kedro run --pipeline=<name>` makes find_pipelines load only the named pipelines
     # (Kedro ≥ 1.7), so data processing is built here rather than looked up.
@@ -30,8 +35,13 @@ def register_pipelines() -> dict[str, Pipeline]:
     if "data_size_ablation" in pipelines:
         grid = configured_grid()
         needs_features = any(VARIANTS[variant] == "features" for variant in grid["variants"])
-        shared = data_processing.create_pipeline() + (
-            embedding_pipeline() if needs_features else Pipeline([])
+        shared = (
+            data_processing.create_pipeline()
+            + (embedding_pipeline() if needs_features else Pipeline([]))
+            + sum(
+                (variant_learning_rate_pipeline(variant) for variant in grid["variants"]),
+                Pipeline([]),
+            )
         )
         pipelines["data_size_ablation"] = shared + pipelines["data_size_ablation"]
     return pipelines

@@ -23,15 +23,13 @@ def make_optimizer(
     )
 
 
-def make_scheduler(
-    optimizer: torch.optim.Optimizer, params: dict, *, epochs: int, steps_per_epoch: int
-):
+def make_scheduler(optimizer: torch.optim.Optimizer, params: dict, *, max_steps: int):
     """``create_scheduler`` from a variant-like block of settings."""
     return create_scheduler(
         optimizer,
         params["scheduler"],
-        epochs=epochs,
-        steps_per_epoch=steps_per_epoch,
+        max_steps=max_steps,
         step_size=params["step_size"],
         gamma=params["gamma"],
+        plateau_patience=params.get("plateau_patience", 2),
     )

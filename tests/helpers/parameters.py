@@ -36,7 +36,10 @@ TINY_MODEL: dict[str, Any] = {"model.backbone": TINY_BACKBONE, "model.image_size
 # parameter blocks change shape.
 _TINY_PER_VARIANT: dict[str, Any] = {
     "weights": "none",
-    "epochs": 2,
+    "lr": 0.01,  # no range test: tests that want one set lr: auto
+    "max_images": 32,
+    "min_steps": 4,
+    "patience": 2,
     "batch_size": 8,
     "device": "cpu",
 }
@@ -47,7 +50,8 @@ TINY_TRAINING: dict[str, Any] = {
         for variant in VARIANTS
         for key, value in _TINY_PER_VARIANT.items()
     },
-    "finetune.backbone_frozen_epochs": 1,
+    "finetune.head_warmup_steps": 2,
+    "training_defaults.seeds": 1,  # auto would train 3 on a GPU
     "scratch.num_workers": 0,
     "finetune.num_workers": 0,
     "evaluation.bootstrap_resamples": 100,

@@ -22,8 +22,8 @@ from tests.helpers.kedro_project import (
 pytestmark = pytest.mark.slow
 
 # 2 sample counts × 2 angle counts × 2 variants × 2 seeds; the tiny demo split has 14
-# training samples with 2 angles each. Fine-tune cells train everything for 1 epoch;
-# frozen cells keep TINY_TRAINING's 2 epochs.
+# training samples with 2 angles each. Fine-tune cells train everything for one step;
+# frozen cells keep TINY_TRAINING's budget.
 GRID = """
 data_size_ablation:
   n_samples: [4, 8]
@@ -31,7 +31,7 @@ data_size_ablation:
   variants: [frozen, finetune]
   seeds: [0, 1]
   training_overrides:
-    finetune: {epochs: 1, backbone_frozen_epochs: 0}
+    finetune: {max_images: 8, min_steps: 1, head_warmup_steps: 0}
 """
 VARIANTS = ("frozen", "finetune")
 SIZES = ((4, 1), (4, 2), (8, 1), (8, 2))
@@ -171,10 +171,11 @@ def test_finetune_cells_train_the_whole_network_with_their_own_overrides(ablatio
     for n, k in SIZES:
         finetune = _summary(ablation, f"finetune.n{n}_a{k}_s0")
         frozen = _summary(ablation, f"frozen.n{n}_a{k}_s0")
-        assert finetune["epochs_run"] == 1
-        assert finetune["parameters"]["training"]["backbone_frozen_epochs"] == 0
+        assert finetune["steps"] == 1
+        assert finetune["parameters"]["training"]["head_warmup_steps"] == 0
         assert finetune["trainable_params"] == finetune["total_params"]
-        assert frozen["epochs_run"] == 2  # the fine-tune override is not the frozen one's
+        # The fine-tune override is not the frozen one's.
+        assert frozen["parameters"]["training"]["max_images"] == 4000
     # Another seed trains on other photos in another order: other weights, backbone too
     # when it trains; the frozen backbone stays the pretrained one.
     first, second = (_state_dict(ablation, f"finetune.n8_a2_s{seed}") for seed in SEEDS)

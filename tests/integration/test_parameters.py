@@ -70,9 +70,13 @@ def test_overrides_of_one_variant_and_of_all_reach_the_resolved_settings(project
         ]
         for variant in ("finetune", "scratch")
     )
-    assert (finetune["lr"], finetune["compile"], finetune["epochs"]) == (0.001, False, 2)
-    assert (scratch["lr"], scratch["compile"]) == (0.003, False)  # lr: its own block's
-    assert finetune["backbone_lr_multiplier"] == 0.1 and scratch["backbone_lr_multiplier"] == 1.0
+    assert (finetune["lr"], finetune["compile"], finetune["max_images"]) == (0.001, False, 48)
+    assert scratch["compile"] is False
+    assert (
+        scratch["lr"]
+        == json.loads((reporting / "scratch" / "learning_rate.json").read_text())["lr"]
+    )  # lr: auto, the range test's choice
+    assert finetune["backbone_lr_multiplier"] == 0.01 and scratch["backbone_lr_multiplier"] == 1.0
     assert finetune["batch_size"] == scratch["batch_size"] == 8  # training_defaults, tiny
 
     client = mlflow.MlflowClient(f"sqlite:///{project / 'mlflow.db'}")

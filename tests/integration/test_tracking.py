@@ -97,14 +97,18 @@ def test_child_runs_hold_the_trainings_own_flattened_parameters(study: Path):
     for variant, run in children.items():
         params = run.data.params
         assert params["training.name"] == variant
-        assert params["training.epochs"] == "2"
+        assert params["training.max_images"] == ("4000" if variant == "frozen" else "48")
         assert params["training.batch_size"] == "8"  # training_defaults, as the run set it
         assert params["training.head.type"] == "linear"
         assert params["model.backbone"] == "efficientnet_lite0"
     # Each run holds its own resolved settings, not another variant's.
-    assert children["finetune"].data.params["training.backbone_frozen_epochs"] == "1"
-    assert children["frozen"].data.params["training.backbone_frozen_epochs"] == "0"
-    assert children["frozen"].data.params["training.early_stopping_patience"] == "10"
+    assert children["finetune"].data.params["training.head_warmup_steps"] == "2"
+    assert children["frozen"].data.params["training.head_warmup_steps"] == "0"
+    assert children["finetune"].data.params["training.backbone_lr_multiplier"] == "0.01"
+    for variant, run in children.items():  # the chosen lr, not "auto"
+        choice = json.loads((study / f"data/08_reporting/{variant}/learning_rate.json").read_text())
+        assert float(run.data.params["training.lr"]) == pytest.approx(choice["lr"])
+        assert run.data.metrics["lr_choice.lr"] == pytest.approx(choice["lr"])
     assert children["scratch"].data.params["training.weights"] == "none"
 
 
@@ -112,21 +116,21 @@ def test_the_parent_run_shows_each_parameter_block_as_json(study: Path):
     params = _study_parent(study).data.params
     assert json.loads(params["finetune"]) == {
         "weights": "imagenet",
-        "lr": 0.003,
-        "epochs": 2,
-        "backbone_frozen_epochs": 1,
-        "backbone_lr_multiplier": 0.1,
+        "max_images": 48,
+        "min_steps": 4,
+        "head_warmup_steps": 2,
+        "backbone_lr_multiplier": 0.01,
     }
     assert json.loads(params["model"]) == {"backbone": "efficientnet_lite0", "image_size": 32}
 
 
-def test_child_runs_have_one_metric_point_per_epoch_and_the_test_metrics(study: Path):
+def test_child_runs_have_one_metric_point_per_validation_and_the_test_metrics(study: Path):
     client = _client(study)
     for variant, run in _children(study, _study_parent(study)).items():
         history = pd.read_csv(study / f"data/08_reporting/{variant}/training_history.csv")
         for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr"):
             points = client.get_metric_history(run.info.run_id, key)
-            assert [p.step for p in points] == history["epoch"].tolist(), (variant, key)
+            assert [p.step for p in points] == history["step"].tolist(), (variant, key)
             assert np.allclose([p.value for p in points], history[key]), (variant, key)
         metrics = run.data.metrics
         stored = pd.read_json(
@@ -147,6 +151,7 @@ def test_child_runs_hold_the_artifacts_and_the_parent_the_reports(study: Path):
             "training_curves.png",
             "test_predictions.csv",
             "training_summary.json",
+            "lr_range_test.png",
         } <= artifacts
     parent_artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {

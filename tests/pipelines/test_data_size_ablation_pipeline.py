@@ -24,7 +24,6 @@ from transfer_study.pipelines.variant_template import VARIANTS
 
 CELL_NAMESPACE = re.compile(r"^ablation\.(?P<variant>\w+)\.n(?P<n>\d+)_a(?P<a>\d+)_s(?P<s>\d+)$")
 CELL_NODES = {
-    "resolve_training_settings_node",
     "select_training_subset_node",
     "cell_training_parameters_node",
     "train_node",
@@ -49,9 +48,12 @@ TINY_GRID = {
     "data_size_ablation.seeds": [0, 1],
     "data_size_ablation.report.bootstrap_resamples": 100,
     # The ablation's own changes to the variants' blocks, on top of TINY_TRAINING's.
-    "data_size_ablation.training_overrides": {"scratch": {"epochs": 1}, "frozen": {"epochs": 3}},
+    "data_size_ablation.training_overrides": {
+        "scratch": {"max_images": 1, "min_steps": 1},
+        "frozen": {"max_images": 3, "min_steps": 3, "batch_size": 1},
+    },
 }
-EPOCHS_RUN = {"scratch": 1, "frozen": 3}
+STEPS_RUN = {"scratch": 1, "frozen": 3}
 TINY_CELLS = [
     (variant, n, a, s) for variant, n, a, s in product(["scratch", "frozen"], [4, 8], [2], [0, 1])
 ]
@@ -111,7 +113,8 @@ def test_every_cell_is_one_namespace_with_the_variant_template(ablation, configu
 def test_each_cell_trains_with_its_variants_block_and_its_own_subset(ablation, configured_grid):
     for cell in _cells(configured_grid):
         variant = CELL_NAMESPACE.match(cell)["variant"]
-        resolve = _node(ablation, f"{cell}.resolve_training_settings_node")
+        # The study's resolved settings and chosen learning rate: no search per cell.
+        resolve = _node(ablation, f"{variant}.resolve_training_settings_node")
         blocks = {
             name.removeprefix("params:").split(".")[0]
             for name in resolve.inputs
@@ -119,9 +122,10 @@ def test_each_cell_trains_with_its_variants_block_and_its_own_subset(ablation, c
         }
         assert blocks & set(VARIANTS) == {variant}, cell
         parameters = _node(ablation, f"{cell}.cell_training_parameters_node")
-        assert parameters.inputs == [f"{cell}.training_settings", "params:data_size_ablation"]
+        assert parameters.inputs == [f"{variant}.training_settings", "params:data_size_ablation"]
         train = _node(ablation, f"{cell}.train_node")
         assert f"{cell}.cell_training_settings" in train.inputs
+        assert f"{variant}.learning_rate" in train.inputs
         assert f"{cell}.split" in train.inputs
         features = "backbone_features" if variant == "frozen" else "decoded_images"
         assert features in train.inputs
@@ -257,7 +261,7 @@ def test_each_cell_trains_on_its_nested_subset_with_its_seed_and_overrides(outpu
         summary = outputs[f"{cell}.training_summary"]
         assert summary["seed"] == s
         assert summary["n_samples"] == n
-        assert summary["epochs_run"] == EPOCHS_RUN[variant]
+        assert summary["steps"] == STEPS_RUN[variant]
         result = outputs[f"{cell}.result"]
         assert (result["variant"], result["n_samples"], result["n_angles"], result["seed"]) == (
             variant,

@@ -11,7 +11,7 @@ from kedro.pipeline import Pipeline
 
 from tests.helpers.parameters import REPO_ROOT
 from transfer_study.pipelines import data_processing, demo_data, inference, reporting, training
-from transfer_study.pipelines.variant_template import embedding_pipeline
+from transfer_study.pipelines.variant_template import VARIANTS, embedding_pipeline
 
 PIPELINES_DIR = REPO_ROOT / "src" / "transfer_study" / "pipelines"
 PIPELINES_MODULE = "transfer_study.pipelines"
@@ -80,6 +80,11 @@ def test_pipelines_run_by_name_only_are_not_in_default(registered_pipelines, nam
     own = _names(registered_pipelines[name])
     if name == "data_size_ablation":  # composed with the study's first steps
         own -= _names(data_processing.create_pipeline()) | _names(embedding_pipeline())
+        own -= {  # and the study's learning-rate choices: no search per cell
+            f"{variant}.{node}"
+            for variant in VARIANTS
+            for node in ("resolve_training_settings_node", "choose_learning_rate_node")
+        }
     assert own
     assert not own & _names(registered_pipelines["__default__"])
 

@@ -21,6 +21,9 @@ CLASSES = ["natural", "plastic"]
 N_SAMPLES, N_ANGLES = 6, 2
 # Photos each variant gets right, out of N_SAMPLES × N_ANGLES.
 CORRECT = {"scratch": 6, "frozen": 9, "finetune": 12}
+# Validation disagrees with test: frozen is best on validation. Scratch hit its cap.
+VALIDATION = {"scratch": 0.99, "frozen": 0.95, "finetune": 0.90}
+CONVERGED = {"scratch": False, "frozen": True, "finetune": True}
 PER_VARIANT = ("test_metrics", "training_summary", "test_predictions")
 CONFIDENCE = 0.9
 OVERRIDES = {"evaluation.confidence": CONFIDENCE, "evaluation.bootstrap_resamples": 100}
@@ -68,8 +71,14 @@ def _variant_results(
         "weights": "none" if variant == "scratch" else "imagenet",
         "seed": 0,
         "train_seconds": seconds,
-        "epochs_run": 3,
-        "best_epoch": 2,
+        "metric": "accuracy",
+        "lr": 0.001,
+        "steps": 30,
+        "epochs_run": 3.0,
+        "best_epoch": 2.0,
+        "best_val_metric": VALIDATION[variant],
+        "converged": CONVERGED[variant],
+        "stop_reason": "patience" if CONVERGED[variant] else "cap",
         "trainable_params": 1000 if variant == "frozen" else 5000,
         "total_params": 5000,
     }
@@ -161,3 +170,22 @@ def test_variants_tested_on_different_photos_are_refused():
     other.loc[0, "path"] = "natural/elsewhere.jpg"
     with pytest.raises(ValueError, match="different test photos"):
         run_in_memory(create_pipeline(), _inputs({"frozen": other}))
+
+
+def test_the_variant_is_chosen_on_validation_not_on_test(outputs):
+    comparison = outputs["variant_comparison"].set_index("variant")
+    assert comparison["selected"].to_dict() == {"scratch": False, "frozen": True, "finetune": False}
+    assert comparison["accuracy"].idxmax() == "finetune"  # test would have said fine-tune
+    report = outputs["variant_comparison_report"]
+    assert "Chosen on validation: **frozen** (validation accuracy 95.0 %" in report
+    assert "Test results are reported, never used to choose." in report
+
+
+def test_a_variant_that_hit_its_cap_is_flagged_in_the_table_and_the_conclusion(outputs):
+    report = outputs["variant_comparison_report"]
+    (scratch_row,) = [
+        line for line in report.splitlines() if line.split("|")[1:2] == [" scratch   "]
+    ]
+    assert "**no: hit the cap**" in scratch_row
+    assert "**Flagged: scratch hit its training cap**" in report
+    assert outputs["variant_comparison"].set_index("variant").loc["scratch", "converged"] == False  # noqa: E712

@@ -26,8 +26,9 @@ from transfer_study.pipelines.variant_template import VARIANTS
 from transfer_study.training.data import rows_in_cache
 
 CLASSES = ("ant", "bee", "cat")
-# Different per variant, so that each history shows which block its training read.
-EPOCHS = {"scratch": 1, "frozen": 3, "finetune": 2}
+# Training caps in steps of 8 photos, different per variant, so that each history shows
+# which block its training read. Fine-tune: 2 warm-up steps, then 2 with the backbone.
+STEPS = {"scratch": 1, "frozen": 3, "finetune": 4}
 PER_VARIANT_OUTPUTS = (
     "model",
     "training_history",
@@ -36,9 +37,18 @@ PER_VARIANT_OUTPUTS = (
     "test_metrics",
     "confusion_matrix",
     "training_curves",
+    "learning_rate",
+    "lr_range_test",
+    "seed_models",
 )
 STUDY_INPUTS = {"decoded_images", "split", "preprocessing"}
-OVERRIDES = {**TINY_TRAINING, **{f"{variant}.epochs": n for variant, n in EPOCHS.items()}}
+OVERRIDES = {
+    **TINY_TRAINING,
+    **{f"{variant}.max_images": 8 * n for variant, n in STEPS.items()},
+    **{f"{variant}.min_steps": 1 for variant in STEPS},
+    "training_defaults.patience": None,
+    "training_defaults.val_every_steps": 2,  # an epoch is 4 steps
+}
 
 
 def _node(pipeline, name: str) -> Node:
@@ -122,7 +132,8 @@ def test_variants_share_the_study_inputs_and_write_namespaced_outputs():
     assert {"params:model", "params:evaluation"} <= pipeline.inputs()
     expected = {f"{v}.{name}" for v in VARIANTS for name in PER_VARIANT_OUTPUTS}
     settings = {f"{v}.training_settings" for v in VARIANTS} | {"embedding_settings"}
-    assert pipeline.all_outputs() == expected | settings | {"backbone_features"}
+    shared = {"backbone_features", "study_time_estimate"}
+    assert pipeline.all_outputs() == expected | settings | shared
     for variant in VARIANTS:
         evaluate = _node(pipeline, f"{variant}.evaluate_node")
         assert evaluate.inputs[0] == f"{variant}.model"
@@ -132,20 +143,37 @@ def test_variants_share_the_study_inputs_and_write_namespaced_outputs():
 # --- a tiny run --------------------------------------------------------------------------
 
 
-def test_every_variant_trains_for_the_epochs_of_its_own_block(outputs):
-    for variant, epochs in EPOCHS.items():
+def test_every_variant_trains_to_the_cap_of_its_own_block(outputs):
+    for variant, steps in STEPS.items():
         history = outputs[f"{variant}.training_history"]
         summary = outputs[f"{variant}.training_summary"]
-        assert history["epoch"].tolist() == list(range(1, epochs + 1)), variant
-        assert summary["epochs_run"] == epochs
+        assert history["step"].iloc[-1] == steps == summary["steps"], variant
+        assert summary["stop_reason"] == "cap" and summary["converged"] is False
         assert summary["variant"] == variant
         assert np.isfinite(history[["train_loss", "val_loss"]].to_numpy()).all()
         assert history["val_accuracy"].between(0, 1).all()
-        assert 1 <= summary["best_epoch"] <= epochs
+        assert 1 <= summary["best_step"] <= steps
+
+
+def test_each_variant_trains_with_the_learning_rate_chosen_for_it(outputs):
+    for variant in VARIANTS:
+        choice = outputs[f"{variant}.learning_rate"]
+        summary = outputs[f"{variant}.training_summary"]
+        assert choice["source"] == "given"  # TINY_TRAINING gives lr
+        assert summary["lr"] == choice["lr"] == TINY_TRAINING[f"{variant}.lr"]
+        assert isinstance(outputs[f"{variant}.lr_range_test"], Figure)
+
+
+def test_the_study_time_is_estimated_from_a_timing_of_this_machine(outputs):
+    estimate = outputs["study_time_estimate"]
+    assert estimate["images_per_second"] > 0
+    assert set(estimate["variants"]) == set(VARIANTS)
+    assert 0 <= estimate["expected_seconds"] <= estimate["cap_seconds"]
 
 
 def test_finetune_warms_up_the_head_then_trains_everything(outputs):
     history = outputs["finetune.training_history"]
+    assert history["step"].tolist() == [2, 4]  # validations every 2 steps
     assert history["backbone_frozen"].tolist() == [True, False]
     summary = outputs["finetune.training_summary"]
     assert summary["trainable_params"] == summary["total_params"]

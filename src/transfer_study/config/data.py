@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, Strict, field_validator, model_validator
 
@@ -20,8 +20,9 @@ class ModelSettings(Settings):
     backbone: str = Field(
         min_length=1, description="efficientnet_lite0, a torchvision or a timm model name"
     )
-    image_size: Annotated[int, Strict(), Field(ge=_MIN_IMAGE_SIZE)] | None = Field(
-        description="input side in pixels; null = the weights' native size"
+    image_size: Annotated[int, Strict(), Field(ge=_MIN_IMAGE_SIZE)] | Literal["auto"] = Field(
+        description="input side in pixels; auto = the weights' native size, capped at the "
+        "photos' median shorter side"
     )
 
 

@@ -55,13 +55,38 @@ class HeadSettings(Settings):
         return self
 
 
+class LrSearchSettings(Settings):
+    """The learning-rate range test run when ``lr: auto``."""
+
+    min_lr: PositiveFloat = Field(description="first learning rate tried")
+    max_lr: PositiveFloat = Field(description="last learning rate tried")
+    steps: Annotated[int, Strict(), Field(ge=5)] = Field(description="optimizer steps tried")
+
+    @model_validator(mode="after")
+    def _increasing(self) -> LrSearchSettings:
+        if self.max_lr <= self.min_lr:
+            raise ValueError("max_lr must be greater than min_lr")
+        return self
+
+
 class TrainingSettings(Settings):
     """Everything one training of a variant needs, after defaults and overrides."""
 
     name: VariantName = Field(description="the variant")
     weights: str = Field(min_length=1, description="none, imagenet, or a weights file path")
-    lr: PositiveFloat = Field(description="learning rate of the head")
-    epochs: PositiveInt = Field(description="maximum epochs")
+    lr: PositiveFloat | Literal["auto"] = Field(
+        description="learning rate of the head; auto = chosen by a range test"
+    )
+    lr_search: LrSearchSettings = Field(description="the range test of lr: auto")
+    max_images: PositiveInt = Field(description="cap: training images seen")
+    min_steps: PositiveInt = Field(description="optimizer steps before early stopping may stop")
+    val_every_steps: PositiveInt = Field(description="validate every epoch or this many steps")
+    patience: PositiveInt | None = Field(
+        description="validations without a better metric before stopping; null = never"
+    )
+    class_weights: bool | Literal["auto"] = Field(
+        description="class-weighted loss; auto = when the largest class has 2x the smallest"
+    )
     augmentations: list[Augmentation] = Field(description="applied in order when training")
     augmented_views: NonNegativeInt = Field(description="frozen only: augmented feature views")
     embedding_batch_size: PositiveInt = Field(description="frozen only: embedding batch size")
@@ -69,17 +94,29 @@ class TrainingSettings(Settings):
     optimizer: Literal["sgd", "adam", "adamw"] = Field(description="the optimiser")
     momentum: _BelowOne = Field(description="sgd only: momentum")
     weight_decay: NonNegativeFloat = Field(description="weight decay")
-    scheduler: Literal["none", "step", "cosine", "onecycle"] = Field(description="lr schedule")
+    scheduler: Literal["none", "plateau", "step", "cosine", "onecycle"] = Field(
+        description="lr schedule"
+    )
+    plateau_patience: PositiveInt = Field(
+        description="plateau only: validations without improvement before the lr decays"
+    )
     step_size: PositiveInt = Field(description="step only: epochs between decays")
-    gamma: Annotated[float, Strict(), Field(gt=0, le=1)] = Field(description="step: decay")
+    gamma: Annotated[float, Strict(), Field(gt=0, le=1)] = Field(
+        description="step and plateau: decay factor"
+    )
     label_smoothing: _BelowOne = Field(description="cross-entropy label smoothing")
     batch_size: PositiveInt = Field(description="training batch size")
-    early_stopping_patience: PositiveInt | None = Field(
-        description="epochs without a better val accuracy; null = never stop"
+    head_warmup_steps: NonNegativeInt = Field(
+        description="steps training only the head before the backbone unfreezes"
     )
-    backbone_frozen_epochs: NonNegativeInt = Field(description="head warm-up epochs")
+    batchnorm: Literal["train", "fixed"] = Field(
+        description="a training backbone's BatchNorm: train (update statistics) or fixed"
+    )
     backbone_lr_multiplier: NonNegativeFloat = Field(description="backbone lr = lr x this")
     seed: Seed = Field(description="seeds torch, NumPy, Python and the loaders")
+    seeds: PositiveInt | Literal["auto"] = Field(
+        description="trainings per variant (seed, seed + 1, ...); auto = 1 on a CPU, 3 on a GPU"
+    )
     device: Device = Field(description="auto (CUDA > MPS > CPU), cpu, cuda or mps")
     channels_last: bool = Field(description="channels-last memory format")
     amp: bool = Field(description="float16 mixed precision on CUDA")

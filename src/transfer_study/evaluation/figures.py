@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator, NullFormatter, PercentFormatter
+from matplotlib.ticker import NullFormatter, PercentFormatter
 from sklearn.metrics import confusion_matrix
 
 from .metrics import _validate_predictions
@@ -80,7 +80,10 @@ def confusion_matrix_figure(
 
 
 def _best_epoch_row(history: pd.DataFrame) -> pd.Series | None:
-    """Highest validation accuracy, ties broken by lower validation loss (as in ``fit``)."""
+    """The row ``fit`` restored (its last ``improved`` one); without that column, the
+    highest validation accuracy, ties broken by lower validation loss."""
+    if "improved" in history.columns and history["improved"].astype(bool).any():
+        return history[history["improved"].astype(bool)].iloc[-1]
     valid = history.dropna(subset=["val_accuracy"])
     if valid.empty:
         return None
@@ -116,8 +119,7 @@ def training_curves_figure(history: pd.DataFrame, *, title: str) -> Figure:
     for ax, metric, label in ((loss_ax, "loss", "Loss"), (acc_ax, "accuracy", "Accuracy")):
         ax.plot(epochs, history[f"train_{metric}"], marker="o", markersize=3, label="train")
         ax.plot(epochs, history[f"val_{metric}"], marker="o", markersize=3, label="validation")
-        ax.set_xlabel("Epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("Epoch (training images seen / training photos)")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
     acc_ax.yaxis.set_major_formatter(PercentFormatter(xmax=1, decimals=0))
@@ -130,7 +132,7 @@ def training_curves_figure(history: pd.DataFrame, *, title: str) -> Figure:
                 color="grey",
                 linestyle="--",
                 linewidth=1,
-                label=f"best epoch ({int(best['epoch'])})",
+                label=f"best (epoch {best['epoch']:.1f})",
             )
 
     handles, labels = loss_ax.get_legend_handles_labels()
@@ -143,6 +145,48 @@ def training_curves_figure(history: pd.DataFrame, *, title: str) -> Figure:
         handles, labels = handles + lr_handles, labels + lr_labels
     loss_ax.legend(handles, labels, fontsize="small")
     acc_ax.legend(fontsize="small")
+    fig.suptitle(title)
+    return fig
+
+
+def lr_range_test_figure(curve: pd.DataFrame, choice: dict) -> Figure:
+    """How the learning rate was chosen: the range test's smoothed loss against learning
+    rate, or each candidate's validation metric, with the choice marked.
+
+    Args:
+        curve: The range test's ``lr``, ``loss`` and ``smoothed_loss`` per step, or the
+            candidates' ``lr`` and ``val_metric``; empty when the rate was given.
+        choice: ``variant``, ``lr`` and ``source`` (and ``lr_at_minimum`` when searched).
+
+    Returns:
+        The figure.
+    """
+    fig = Figure(figsize=(6, 4), layout="constrained")
+    ax = fig.subplots()
+    title = f"{choice['variant']}: learning rate {choice['lr']:.3g} ({choice['source']})"
+    if curve.empty:
+        ax.text(0.5, 0.5, "lr given in the parameters: no search", ha="center")
+        ax.set_axis_off()
+    elif "val_metric" in curve.columns:  # candidates compared on validation
+        ax.plot(curve["lr"], curve["val_metric"], marker="o", label="best validation metric")
+        ax.axvline(choice["lr"], color="tab:red", linestyle="--", label="chosen")
+        ax.set_xscale("log")
+        ax.set_xlabel("Learning rate (head)")
+        ax.set_ylabel("Validation metric")
+        ax.yaxis.set_major_formatter(PercentFormatter(xmax=1, decimals=0))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+    else:
+        ax.plot(curve["lr"], curve["loss"], alpha=0.3, label="loss")
+        ax.plot(curve["lr"], curve["smoothed_loss"], label="smoothed loss")
+        ax.axvline(choice["lr"], color="tab:red", linestyle="--", label="chosen")
+        if "lr_at_minimum" in choice:
+            ax.axvline(choice["lr_at_minimum"], color="grey", linestyle=":", label="minimum")
+        ax.set_xscale("log")
+        ax.set_xlabel("Learning rate (head)")
+        ax.set_ylabel("Training loss")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
     fig.suptitle(title)
     return fig
 

@@ -108,6 +108,32 @@ def two_level_bootstrap_ci(
     return float(low), float(high)
 
 
+def seed_pooled_accuracy(
+    correct: np.ndarray, groups: np.ndarray, *, confidence: float, n_resamples: int, seed: int
+) -> tuple[float, float, float]:
+    """Mean accuracy over training seeds with its two-level bootstrap interval.
+
+    Args:
+        correct: ``(n_seeds, n_photos)`` whether each seed's model got each test photo right.
+        groups: ``(n_photos,)`` the physical sample of each test photo.
+        confidence: Interval level in (0, 1).
+        n_resamples: Bootstrap replicates.
+        seed: Seed of the resampling.
+
+    Returns:
+        ``(mean, low, high)`` as fractions; see :func:`two_level_bootstrap_ci`.
+    """
+    codes, uniques = pd.factorize(pd.Series(groups, dtype=object))
+    hits = np.stack(
+        [np.bincount(codes, weights=row, minlength=uniques.size) for row in correct.astype(float)]
+    )
+    sizes = np.bincount(codes, minlength=uniques.size).astype(float)
+    low, high = two_level_bootstrap_ci(
+        hits, sizes, confidence=confidence, n_resamples=n_resamples, seed=seed
+    )
+    return float(correct.mean(axis=1).mean()), low, high
+
+
 def _curve_row(
     frame: pd.DataFrame, records: Sequence[Mapping[str, Any]], **bootstrap: Any
 ) -> dict[str, Any]:
@@ -121,9 +147,11 @@ def _curve_row(
         "accuracy_ci_low": low,
         "accuracy_ci_high": high,
     }
-    for metric in ("balanced_accuracy", "macro_f1", "train_seconds"):
+    for metric in ("balanced_accuracy", "macro_f1", "train_seconds", "steps"):
         if metric in frame.columns:
             row[f"{metric}_mean"] = float(frame[metric].mean())
+    if "converged" in frame.columns:  # seeds stopped by patience rather than the cap
+        row["n_converged"] = int(frame["converged"].astype(bool).sum())
     return row
 
 

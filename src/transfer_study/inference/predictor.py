@@ -12,6 +12,7 @@ A file that cannot be read or decoded does not stop a batch: its row has status
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +29,8 @@ from transfer_study.models.factory import Classifier
 from transfer_study.models.preprocessing import Preprocessing
 from transfer_study.models.transforms import build_eval_transform, decode_resized
 from transfer_study.training.device import DEVICE_AUTO, pick_device
+
+logger = logging.getLogger(__name__)
 
 STATUS_OK = "ok"
 STATUS_SKIPPED = "skipped"
@@ -213,3 +216,22 @@ class ImagePredictor:
         for i, name in enumerate(self.class_names):
             table[f"{PROBABILITY_PREFIX}{name}"] = probabilities[:, i]
         return table
+
+
+def log_outcome(predictions: pd.DataFrame, folder: str) -> None:
+    """Logs how many files were classified as what, and which were skipped and why."""
+    skipped = predictions[predictions["status"] == STATUS_SKIPPED]
+    counts = predictions["predicted"].value_counts()
+    logger.info(
+        "Classified %d of %d files in '%s': %s",
+        len(predictions) - len(skipped),
+        len(predictions),
+        folder,
+        ", ".join(f"{name} {count}" for name, count in counts.items()) or "none",
+    )
+    if len(skipped):
+        logger.warning(
+            "Skipped %d file(s) that are not usable images:\n%s",
+            len(skipped),
+            "\n".join(f"  {row.path}: {row.error}" for row in skipped.itertuples()),
+        )

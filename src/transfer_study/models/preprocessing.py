@@ -9,6 +9,8 @@ metadata needs no network.
 from __future__ import annotations
 
 import math
+import statistics
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import timm
@@ -20,6 +22,9 @@ import torchvision.models
 # does not know the package, so that architecture's pretrained config stands for it.
 BUNDLED_TIMM_ARCHITECTURES = {"efficientnet_lite0": "tf_efficientnet_lite0"}
 
+# The backbones downsample 32 times: five stride-2 stages take 32 px to a 1x1 feature map.
+_STRIDE = 32
+_MIN_INPUT_SIZE = 32
 WEIGHTS_NONE = "none"
 WEIGHTS_IMAGENET = "imagenet"
 
@@ -140,11 +145,11 @@ def scaled_to_input_size(preprocessing: Preprocessing, input_size: int | None) -
     """
     if input_size is None:
         return preprocessing
-    minimum_input_size = 32  # five stride-2 stages reduce 32 px to a 1x1 feature map
+    minimum_input_size = _MIN_INPUT_SIZE
     if input_size < minimum_input_size:
         raise ValueError(
             f"model.image_size={input_size} is too small; use at least {minimum_input_size} "
-            "pixels, or null for the backbone's native size."
+            "pixels, or auto for the backbone's native size."
         )
     crop_ratio = preprocessing.input_size / preprocessing.resize_size
     return Preprocessing(
@@ -156,6 +161,38 @@ def scaled_to_input_size(preprocessing: Preprocessing, input_size: int | None) -
     )
 
 
-def preprocessing_for(backbone: str, image_size: int | None) -> Preprocessing:
-    """The preprocessing a study uses: the weights' own, at ``image_size`` (``None``: native)."""
-    return scaled_to_input_size(pretrained_preprocessing(backbone), image_size)
+def auto_input_size(native: int, shorter_sides: Sequence[int]) -> int:
+    """The input size of ``image_size: auto``: the weights' native size, but never more
+    than the photos' median shorter side rounded down to a multiple of 32 (upscaling adds
+    cost, not information), and never less than 32.
+
+    Args:
+        native: The pretrained weights' input size.
+        shorter_sides: Each photo's shorter side, in pixels, as stored in its file.
+
+    Returns:
+        The input side in pixels.
+    """
+    if len(shorter_sides) == 0:
+        return native
+    median = int(statistics.median(shorter_sides))
+    return max(_MIN_INPUT_SIZE, min(native, median // _STRIDE * _STRIDE))
+
+
+def preprocessing_for(
+    backbone: str, image_size: int | str | None, shorter_sides: Sequence[int] = ()
+) -> Preprocessing:
+    """The preprocessing a study uses: the weights' own, at ``image_size``.
+
+    Args:
+        backbone: The backbone's name.
+        image_size: Pixels, or ``"auto"`` (or ``None``) for :func:`auto_input_size`.
+        shorter_sides: The photos' shorter sides, for ``"auto"``.
+
+    Returns:
+        The preprocessing.
+    """
+    native = pretrained_preprocessing(backbone)
+    if image_size in ("auto", None):
+        image_size = auto_input_size(native.input_size, shorter_sides)
+    return scaled_to_input_size(native, int(image_size))

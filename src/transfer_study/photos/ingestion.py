@@ -31,6 +31,8 @@ IMAGE_INDEX_COLUMNS = [
     "sha256",
     "source_format",
     "source_mode",
+    "width",
+    "height",
 ]
 QUALITY_COLUMNS = ["path", "label", "status", "reason"]
 
@@ -231,6 +233,8 @@ def _checked_rows(
                 "sha256": digest,
                 "source_format": outcome.source_format,
                 "source_mode": outcome.source_mode,
+                "width": outcome.source_size[0],
+                "height": outcome.source_size[1],
             }
         )
     return good, quality

@@ -19,14 +19,21 @@ from transfer_study.config import (
     VariantName,
     VariantOverrides,
     resolve_training_settings,
+    with_overrides,
 )
-from transfer_study.evaluation.figures import training_curves_figure
+from transfer_study.evaluation.figures import lr_range_test_figure, training_curves_figure
 from transfer_study.models.preprocessing import Preprocessing
 from transfer_study.training.features import embed_images
-from transfer_study.training.testing import evaluate_on_test
-from transfer_study.training.variants import train_on_features, train_on_images
+from transfer_study.training.seeds import train_over_seeds
+from transfer_study.training.testing import evaluate_over_seeds
+from transfer_study.training.variants import (
+    choose_lr_on_features,
+    choose_lr_on_images,
+    train_on_features,
+    train_on_images,
+)
 
-Trained = tuple[dict[str, Any], pd.DataFrame, dict[str, Any]]
+Trained = tuple[dict[str, Any], pd.DataFrame, dict[str, Any], dict[str, dict[str, Any]]]
 Cache = Mapping[str, Callable[[], dict]]
 
 
@@ -46,14 +53,54 @@ def resolve_variant_settings(
     return resolve_training_settings(variant, defaults, overrides)
 
 
+def choose_image_variant_lr(
+    decoded_images: Cache,
+    split: pd.DataFrame,
+    preprocessing: dict[str, Any],
+    model: ModelSettings,
+    settings: TrainingSettings,
+) -> tuple[dict[str, Any], Figure]:
+    """The learning rate of scratch or fine-tune: as given, or by a range test.
+
+    Args:
+        decoded_images: The decoded-image cache.
+        split: The split table.
+        preprocessing: ``resolve_preprocessing``' output.
+        model: ``params:model``.
+        settings: The variant's resolved settings (``lr``, ``lr_search``).
+
+    Returns:
+        The choice (``lr``, ``source``, the test's settings) and the range-test plot.
+    """
+    spec = Preprocessing.from_dict(preprocessing)
+    choice, curve = choose_lr_on_images(decoded_images, split, spec, model, settings)
+    return choice, lr_range_test_figure(curve, choice)
+
+
+def choose_feature_variant_lr(
+    backbone_features: Cache,
+    split: pd.DataFrame,
+    preprocessing: dict[str, Any],
+    model: ModelSettings,
+    settings: TrainingSettings,
+) -> tuple[dict[str, Any], Figure]:
+    """The learning rate of the frozen variant's head: as given, or by a range test on
+    the cached features. Arguments and results as ``choose_image_variant_lr``."""
+    spec = Preprocessing.from_dict(preprocessing)
+    choice, curve = choose_lr_on_features(backbone_features, split, spec, model, settings)
+    return choice, lr_range_test_figure(curve, choice)
+
+
 def train_image_variant(
     decoded_images: Cache,
     split: pd.DataFrame,
     preprocessing: dict[str, Any],
     model: ModelSettings,
     settings: TrainingSettings,
+    learning_rate: Mapping[str, Any],
 ) -> Trained:
-    """Trains scratch or fine-tune end to end on the cached images.
+    """Trains scratch or fine-tune end to end on the cached images, to convergence, once
+    per seed.
 
     Args:
         decoded_images: The decoded-image cache.
@@ -61,12 +108,17 @@ def train_image_variant(
         preprocessing: ``resolve_preprocessing``' output.
         model: ``params:model``.
         settings: The variant's resolved settings.
+        learning_rate: The variant's chosen learning rate (``choose_image_variant_lr``).
 
     Returns:
-        The checkpoint, the per-epoch history and the training summary.
+        The kept checkpoint (the seed with the best validation metric), its history (one
+        row per validation), the training summary, and the other seeds' checkpoints.
     """
     spec = Preprocessing.from_dict(preprocessing)
-    return train_on_images(decoded_images, split, spec, model, settings)
+    chosen = with_overrides(settings, lr=float(learning_rate["lr"]))
+    return train_over_seeds(
+        lambda seeded: train_on_images(decoded_images, split, spec, model, seeded), chosen
+    )
 
 
 def train_feature_variant(
@@ -75,21 +127,18 @@ def train_feature_variant(
     preprocessing: dict[str, Any],
     model: ModelSettings,
     settings: TrainingSettings,
+    learning_rate: Mapping[str, Any],
 ) -> Trained:
-    """Trains the frozen variant's head on the cached backbone features.
+    """Trains the frozen variant's head on the cached backbone features, to convergence.
 
-    Args:
-        backbone_features: The feature cache of ``embed_backbone_features``.
-        split: The split table.
-        preprocessing: ``resolve_preprocessing``' output (stored in the checkpoint).
-        model: ``params:model``.
-        settings: The frozen variant's resolved settings.
-
-    Returns:
-        The checkpoint, the per-epoch history and the training summary.
+    Arguments and results as ``train_image_variant``, with the feature cache of
+    ``embed_backbone_features`` in place of the decoded images.
     """
     spec = Preprocessing.from_dict(preprocessing)
-    return train_on_features(backbone_features, split, spec, model, settings)
+    chosen = with_overrides(settings, lr=float(learning_rate["lr"]))
+    return train_over_seeds(
+        lambda seeded: train_on_features(backbone_features, split, spec, model, seeded), chosen
+    )
 
 
 def embed_backbone_features(
@@ -117,22 +166,25 @@ def embed_backbone_features(
 
 def evaluate_variant(
     checkpoint: Mapping[str, Any],
+    seed_models: Mapping[str, Mapping[str, Any]],
     decoded_images: Cache,
     split: pd.DataFrame,
     settings: EvaluationSettings,
 ) -> tuple[pd.DataFrame, dict[str, float], Figure]:
-    """Evaluates a trained checkpoint on the test split.
+    """Evaluates a trained variant on the test split.
 
     Args:
-        checkpoint: The variant's checkpoint.
+        checkpoint: The variant's kept checkpoint.
+        seed_models: The other seeds' checkpoints (empty with one seed).
         decoded_images: The decoded-image cache.
         split: The split table.
         settings: ``params:evaluation``.
 
     Returns:
-        Per-photo predictions, the metrics and the confusion-matrix figure.
+        The kept model's per-photo predictions, the metrics (accuracy and its interval
+        over every seed when there are several) and the confusion-matrix figure.
     """
-    return evaluate_on_test(checkpoint, decoded_images, split, settings)
+    return evaluate_over_seeds(checkpoint, seed_models, decoded_images, split, settings)
 
 
 def plot_training_curves(history: pd.DataFrame, summary: Mapping[str, Any]) -> Figure:

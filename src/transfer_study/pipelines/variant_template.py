@@ -11,6 +11,8 @@ from typing import Any
 from kedro.pipeline import Node, Pipeline
 
 from .variant_nodes import (
+    choose_feature_variant_lr,
+    choose_image_variant_lr,
     embed_backbone_features,
     evaluate_variant,
     plot_training_curves,
@@ -25,7 +27,6 @@ FEATURES_VARIANT = "frozen"  # whose settings embed the photos once for every fr
 TRAINING_DEFAULTS = "params:training_defaults"
 # Kept outside the variant's namespace when it is applied.
 SHARED_PARAMETERS = ("params:model", "params:evaluation", TRAINING_DEFAULTS)
-_SHARED_INPUTS = {"decoded_images", "split", "preprocessing"}
 
 
 def bound(func: Callable, name: str, **values: Any) -> Callable:
@@ -54,6 +55,37 @@ def training_node_and_data(variant: str) -> tuple[Callable, str]:
     return train_image_variant, "decoded_images"
 
 
+def learning_rate_pipeline(variant: str) -> Pipeline:
+    """Chooses ``variant``'s learning rate (``lr: auto``: a range test), un-namespaced.
+
+    Its output ``learning_rate`` is what the study's training and every ablation cell of
+    the variant train with: one search per variant, none per cell.
+    """
+    _, training_data = training_node_and_data(variant)
+    choose = (
+        choose_feature_variant_lr if VARIANTS[variant] == "features" else (choose_image_variant_lr)
+    )
+    return Pipeline(
+        [
+            _resolve_node(
+                variant, "params:training", "training_settings", "resolve_training_settings_node"
+            ),
+            Node(
+                func=choose,
+                inputs=[
+                    training_data,
+                    "split",
+                    "preprocessing",
+                    "params:model",
+                    "training_settings",
+                ],
+                outputs=["learning_rate", "lr_range_test"],
+                name="choose_learning_rate_node",
+            ),
+        ]
+    )
+
+
 def variant_template(variant: str, training_settings: str = "training_settings") -> Pipeline:
     """Resolve the settings of ``variant``, train, evaluate and plot; namespaced by the caller.
 
@@ -69,9 +101,6 @@ def variant_template(variant: str, training_settings: str = "training_settings")
     train, training_data = training_node_and_data(variant)
     return Pipeline(
         [
-            _resolve_node(
-                variant, "params:training", "training_settings", "resolve_training_settings_node"
-            ),
             Node(
                 func=train,
                 inputs=[
@@ -80,13 +109,14 @@ def variant_template(variant: str, training_settings: str = "training_settings")
                     "preprocessing",
                     "params:model",
                     training_settings,
+                    "learning_rate",
                 ],
-                outputs=["model", "training_history", "training_summary"],
+                outputs=["model", "training_history", "training_summary", "seed_models"],
                 name="train_node",
             ),
             Node(
                 func=evaluate_variant,
-                inputs=["model", "decoded_images", "split", "params:evaluation"],
+                inputs=["model", "seed_models", "decoded_images", "split", "params:evaluation"],
                 outputs=["test_predictions", "test_metrics", "confusion_matrix"],
                 name="evaluate_node",
             ),
@@ -100,8 +130,27 @@ def variant_template(variant: str, training_settings: str = "training_settings")
     )
 
 
+def _namespaced(pipeline: Pipeline, variant: str) -> Pipeline:
+    """``pipeline`` under the variant's namespace, its block as ``params:training``."""
+    return Pipeline(
+        pipeline,
+        namespace=variant,
+        # Every free input (decoded images, split, features, ...) is shared by the study.
+        inputs={name for name in pipeline.inputs() if not name.startswith("params:")},
+        parameters={
+            **{shared: shared for shared in SHARED_PARAMETERS if shared in pipeline.inputs()},
+            "params:training": f"params:{variant}",
+        },
+    )
+
+
+def variant_learning_rate_pipeline(variant: str) -> Pipeline:
+    """``learning_rate_pipeline`` under the variant's namespace: ``<variant>.learning_rate``."""
+    return _namespaced(learning_rate_pipeline(variant), variant)
+
+
 def variant_pipeline(variant: str) -> Pipeline:
-    """The template for ``variant`` under its own namespace and parameter block.
+    """The variant's learning-rate choice and template, under its namespace and block.
 
     Args:
         variant: ``scratch``, ``frozen`` or ``finetune``.
@@ -109,16 +158,7 @@ def variant_pipeline(variant: str) -> Pipeline:
     Returns:
         The namespaced pipeline.
     """
-    _, training_data = training_node_and_data(variant)
-    return Pipeline(
-        variant_template(variant),
-        namespace=variant,
-        inputs=_SHARED_INPUTS | {training_data},
-        parameters={
-            **{shared: shared for shared in SHARED_PARAMETERS},
-            "params:training": f"params:{variant}",
-        },
-    )
+    return _namespaced(learning_rate_pipeline(variant) + variant_template(variant), variant)
 
 
 def embedding_pipeline() -> Pipeline:

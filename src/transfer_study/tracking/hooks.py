@@ -252,7 +252,7 @@ class ChildRunHook:
             self._client.log_batch(run_id, metrics=chunk)
 
     def _log_history(self, run_id: str, data: pd.DataFrame, options: Mapping, name: str) -> None:
-        step_column = options.get("step", "epoch")
+        step_column = options.get("step", "step")
         columns = [c for c in data.select_dtypes("number").columns if c != step_column]
         timestamp = _now_ms()
         metrics = [

@@ -4,6 +4,9 @@ and ``torch.compile``."""
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import functools
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -94,3 +97,28 @@ def maybe_compile(model: nn.Module, setting: bool | str, device: torch.device) -
 
 def _memory_format(settings: DeviceSettings) -> torch.memory_format:
     return torch.channels_last if settings.channels_last else torch.preserve_format
+
+
+@functools.cache
+def tune_cpu_allocator() -> bool:
+    """Stops glibc's allocator from returning big training buffers to the kernel.
+
+    At 224 px the activations of a training step are large enough for glibc to ``mmap``
+    and unmap them on every step: measured on 2 cores, EfficientNet-Lite0 training ran
+    at 10.5 img/s with the defaults and 19.3 img/s with this (as the environment
+    variable ``GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=…``
+    does, but that must be set before Python starts). Applied once per process, on
+    Linux with glibc only; elsewhere it does nothing.
+
+    Returns:
+        Whether the allocator was tuned.
+    """
+    if sys.platform != "linux":
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # musl and other libcs have no mallopt
+        return False
+    m_trim_threshold, m_mmap_max = -1, -4  # glibc's <malloc.h>
+    return bool(mallopt(m_mmap_max, 0)) and bool(mallopt(m_trim_threshold, 2**31 - 1))

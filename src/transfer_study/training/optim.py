@@ -10,9 +10,11 @@ import timm.optim
 import torch
 from torch import nn
 
+from transfer_study.training.fitting import Schedule
+
 # Our names to timm's: our "sgd" is classical momentum (timm's "sgd" adds Nesterov).
 _OPTIMIZERS = {"sgd": "momentum", "adam": "adam", "adamw": "adamw"}
-_SCHEDULERS = ("none", "step", "cosine", "onecycle")
+_SCHEDULERS = ("none", "plateau", "step", "cosine", "onecycle")
 
 
 def create_optimizer(
@@ -88,23 +90,24 @@ def create_scheduler(
     optimizer: torch.optim.Optimizer,
     name: str,
     *,
-    epochs: int,
-    steps_per_epoch: int,
+    max_steps: int,
     step_size: int,
     gamma: float,
-) -> tuple[torch.optim.lr_scheduler.LRScheduler | None, bool]:
-    """Builds the learning-rate schedule.
+    plateau_patience: int,
+) -> Schedule | None:
+    """Builds the learning-rate schedule and says when ``fit`` steps it.
 
     Args:
         optimizer: The optimiser it drives.
-        name: ``none``, ``step``, ``cosine`` or ``onecycle``.
-        epochs: Planned epochs.
-        steps_per_epoch: Batches per epoch (one-cycle steps per batch).
+        name: ``none``, ``plateau``, ``step``, ``cosine`` or ``onecycle``.
+        max_steps: The budget's cap: cosine and one-cycle anneal over it.
         step_size: ``step`` only: epochs between decays.
-        gamma: ``step`` only: the decay factor.
+        gamma: ``step`` and ``plateau``: the decay factor.
+        plateau_patience: ``plateau`` only: validations without improvement before the
+            learning rate decays.
 
     Returns:
-        The scheduler (or ``None``) and whether it steps per batch rather than per epoch.
+        The schedule, or ``None`` for ``none``.
 
     Raises:
         ValueError: For an unknown schedule name.
@@ -113,14 +116,23 @@ def create_scheduler(
     if name not in _SCHEDULERS:
         raise ValueError(f"Unknown scheduler '{name}'; choose one of {list(_SCHEDULERS)}.")
     if name == "none":
-        return None, False
+        return None
+    if name == "plateau":
+        # torch decays after `patience` bad validations *plus one*; ours counts them all.
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="max", factor=gamma, patience=plateau_patience - 1
+        )
+        return Schedule(scheduler, "validation")
     if name == "step":
-        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=step_size, gamma=gamma)
-        return scheduler, False
+        return Schedule(
+            torch.optim.lr_scheduler.StepLR(optimizer, step_size=step_size, gamma=gamma), "epoch"
+        )
     if name == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(epochs, 1)), False
+        return Schedule(
+            torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(max_steps, 1)), "batch"
+        )
     max_lrs = [group["lr"] for group in optimizer.param_groups]
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=max_lrs, epochs=max(epochs, 1), steps_per_epoch=max(steps_per_epoch, 1)
+        optimizer, max_lr=max_lrs, total_steps=max(max_steps, 2)
     )
-    return scheduler, True
+    return Schedule(scheduler, "batch")

@@ -6,12 +6,14 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 from matplotlib.figure import Figure
 
 from transfer_study.config import EvaluationSettings
 from transfer_study.evaluation.figures import confusion_matrix_figure
+from transfer_study.evaluation.learning_curve import seed_pooled_accuracy
 from transfer_study.evaluation.metrics import classification_metrics
 from transfer_study.models.checkpoint import rebuild_classifier
 from transfer_study.models.preprocessing import Preprocessing
@@ -98,3 +100,54 @@ def evaluate_on_test(
         metrics["accuracy_ci_high"],
     )
     return predictions, {k: float(v) for k, v in metrics.items()}, figure
+
+
+def evaluate_over_seeds(
+    checkpoint: Mapping[str, Any],
+    other_seeds: Mapping[str, Mapping[str, Any]],
+    decoded_images: Mapping[str, Callable[[], dict]],
+    split: pd.DataFrame,
+    settings: EvaluationSettings,
+) -> tuple[pd.DataFrame, dict[str, float], Figure]:
+    """``evaluate_on_test`` of the kept model; with other seeds' models, the accuracy and
+    its interval become the mean over every seed with a two-level bootstrap interval.
+
+    Args:
+        checkpoint: The kept model (the seed with the best validation metric).
+        other_seeds: The other seeds' checkpoints by seed; empty with one seed.
+        decoded_images: The decoded-image cache.
+        split: The split table.
+        settings: The ``evaluation`` parameters.
+
+    Returns:
+        The kept model's predictions and confusion matrix, and the metrics: the kept
+        model's, with ``accuracy``, ``accuracy_ci_low`` and ``accuracy_ci_high`` over
+        every seed when there are several, the kept model's own accuracy as
+        ``accuracy_kept_seed`` and the number of seeds as ``n_seeds``.
+    """
+    predictions, metrics, figure = evaluate_on_test(checkpoint, decoded_images, split, settings)
+    metrics["n_seeds"] = 1 + len(other_seeds)
+    if not other_seeds:
+        return predictions, metrics, figure
+    correct = [(predictions["label"] == predictions["predicted"]).to_numpy()]
+    for other in other_seeds.values():
+        other_predictions, _, _ = evaluate_on_test(other, decoded_images, split, settings)
+        correct.append((other_predictions["label"] == other_predictions["predicted"]).to_numpy())
+    mean, low, high = seed_pooled_accuracy(
+        np.stack(correct),
+        predictions["sample_id"].to_numpy(),
+        confidence=settings.confidence,
+        n_resamples=settings.bootstrap_resamples,
+        seed=settings.bootstrap_seed,
+    )
+    metrics["accuracy_kept_seed"] = metrics["accuracy"]
+    metrics |= {"accuracy": mean, "accuracy_ci_low": low, "accuracy_ci_high": high}
+    logger.info(
+        "%s test accuracy over %d seeds %.3f [%.3f, %.3f]",
+        checkpoint["metadata"].get("variant", ""),
+        len(correct),
+        mean,
+        low,
+        high,
+    )
+    return predictions, metrics, figure

@@ -1,89 +1,34 @@
-"""Training a variant: end to end on cached images (scratch and fine-tune), or only the
-head on cached backbone features (frozen). Both return the checkpoint, the per-epoch
-history and a training summary."""
+"""Training a variant: choosing its learning rate by a range test, then training it to
+convergence end to end on cached images (scratch and fine-tune) or only its head on cached
+backbone features (frozen). Each training returns the checkpoint, the history (one row per
+validation) and a training summary."""
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import pandas as pd
-import torch
-from torch import nn
 
-from transfer_study.config import ModelSettings, TrainingSettings
+from transfer_study.config import ModelSettings, TrainingSettings, with_overrides
 from transfer_study.models.checkpoint import make_checkpoint
-from transfer_study.models.factory import (
-    Classifier,
-    count_parameters,
-    create_classifier,
-    set_backbone_trainable,
-)
+from transfer_study.models.factory import count_parameters, set_backbone_trainable
 from transfer_study.models.preprocessing import Preprocessing
-from transfer_study.models.transforms import build_eval_transform, build_train_transform
-from transfer_study.training.data import (
-    _image_loader,
-    class_indices,
-    feature_dataset,
-    make_loader,
-    seed_everything,
-)
-from transfer_study.training.device import _device_settings, _memory_format, maybe_compile
-from transfer_study.training.features import _EpochViews, _features_key
-from transfer_study.training.image_cache import image_cache_key, select_image_cache
-from transfer_study.training.loops import FitResult, fit
-from transfer_study.training.optim import create_optimizer, create_scheduler
+from transfer_study.training.fitting import Budget, FitResult, fit
+from transfer_study.training.lr_finder import candidate_lrs, lr_range_test, search_on_validation
+from transfer_study.training.optim import create_scheduler
+from transfer_study.training.setup import TrainingSetup, feature_setup, head_spec, image_setup
 
 logger = logging.getLogger(__name__)
 
-
-def _class_names(split: pd.DataFrame) -> list[str]:
-    return sorted(split["label"].unique())
-
-
-def _criterion(settings: TrainingSettings) -> nn.Module:
-    return nn.CrossEntropyLoss(label_smoothing=settings.label_smoothing)
-
-
-def _optimizer_and_scheduler(
-    settings: TrainingSettings, head: nn.Module, backbone: nn.Module | None, steps_per_epoch: int
-) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler | None, bool]:
-    """The optimiser over the head (and backbone), its schedule, and whether that steps per
-    batch."""
-    optimizer = create_optimizer(
-        settings.optimizer,
-        head=head,
-        backbone=backbone,
-        lr=settings.lr,
-        weight_decay=settings.weight_decay,
-        momentum=settings.momentum,
-        backbone_lr_multiplier=settings.backbone_lr_multiplier,
-    )
-    scheduler, per_batch = create_scheduler(
-        optimizer,
-        settings.scheduler,
-        epochs=settings.epochs,
-        steps_per_epoch=steps_per_epoch,
-        step_size=settings.step_size,
-        gamma=settings.gamma,
-    )
-    return optimizer, scheduler, per_batch
-
-
-def _classifier(model: ModelSettings, settings: TrainingSettings, num_classes: int) -> Classifier:
-    return create_classifier(
-        model.backbone,
-        weights=settings.weights,
-        num_classes=num_classes,
-        head=_head_spec(settings),
-    )
-
-
-def _head_spec(settings: TrainingSettings) -> dict[str, Any]:
-    """The head as ``build_head`` and the checkpoint take it (unset options left out)."""
-    return settings.head.model_dump(exclude_none=True)
+Cache = Mapping[str, Callable[[], dict]]
+LR_FROM_RANGE_TEST = "range test"
+LR_FROM_VALIDATION = "validation"
+LR_GIVEN = "given"
 
 
 def training_data_profile(split: pd.DataFrame) -> dict[str, Any]:
@@ -110,25 +55,34 @@ def training_data_profile(split: pd.DataFrame) -> dict[str, Any]:
 
 
 def _summary(
-    classifier: Classifier,
+    setup: TrainingSetup,
     result: FitResult,
+    budget: Budget,
     split: pd.DataFrame,
     settings: TrainingSettings,
     model: ModelSettings,
 ) -> dict[str, Any]:
-    trainable, total = count_parameters(classifier)
-    best = result.history.loc[result.history["epoch"] == result.best_epoch].iloc[0]
+    trainable, total = count_parameters(setup.classifier)
+    history, best = result.history, result.best
     return {
         "variant": settings.name,
         "backbone": model.backbone,
         "weights": settings.weights,
         "seed": settings.seed,
         **training_data_profile(split),
+        "lr": settings.lr,
+        "metric": setup.metric,
         "train_seconds": round(result.seconds, 2),
-        "epochs_run": len(result.history),
-        "best_epoch": int(result.best_epoch),
+        "steps": int(history["step"].iloc[-1]),
+        "epochs_run": float(history["epoch"].iloc[-1]),
+        "images_seen": int(history["images_seen"].iloc[-1]),
+        "max_steps": budget.max_steps,
+        "best_step": int(best["step"]),
+        "best_epoch": float(best["epoch"]),
+        "best_val_metric": float(best["val_metric"]),
         "best_val_accuracy": float(best["val_accuracy"]),
-        "stopped_early": bool(result.stopped_early),
+        "stop_reason": result.stop_reason,
+        "converged": result.converged,
         "trainable_params": trainable,
         "total_params": total,
         # The resolved settings, as plain data: what MLflow records for this training.
@@ -139,36 +93,175 @@ def _summary(
     }
 
 
-def _trained_outputs(
-    classifier: Classifier,
-    result: FitResult,
+def _budget(settings: TrainingSettings) -> Budget:
+    return Budget.from_images(
+        max_images=settings.max_images,
+        batch_size=settings.batch_size,
+        min_steps=settings.min_steps,
+        val_every_steps=settings.val_every_steps,
+        patience=settings.patience,
+    )
+
+
+def _train(
+    setup: TrainingSetup,
     split: pd.DataFrame,
-    settings: TrainingSettings,
-    model: ModelSettings,
-    class_names: list[str],
     preprocessing: Preprocessing,
+    model: ModelSettings,
+    settings: TrainingSettings,
 ) -> tuple[dict[str, Any], pd.DataFrame, dict[str, Any]]:
-    """The checkpoint, history and summary every training returns."""
-    summary = _summary(classifier, result, split, settings, model)
+    """Trains ``setup`` to convergence; returns the checkpoint, history and summary."""
+    if settings.lr == "auto":
+        raise ValueError(f"Variant '{settings.name}': choose the learning rate before training.")
+    if len(setup.train_loader) == 0:
+        raise ValueError(f"Variant '{settings.name}': the split has no training photos.")
+    _log_parameter_counts(setup, settings)
+    result = _fit(setup, settings)
+    if setup.backbone is not None:
+        set_backbone_trainable(setup.classifier, True)
+    summary = _summary(setup, result, _budget(settings), split, settings, model)
     checkpoint = make_checkpoint(
-        classifier.cpu(),
+        setup.classifier.cpu(),
         backbone=model.backbone,
         weights=settings.weights,
-        head=_head_spec(settings),
-        class_names=class_names,
+        head=head_spec(settings),
+        class_names=setup.class_names,
         preprocessing=preprocessing,
         extra={k: v for k, v in summary.items() if k != "parameters"},
     )
     return checkpoint, result.history, summary
 
 
-def _log_parameter_counts(model: nn.Module, variant: str) -> None:
-    trainable, total = count_parameters(model)
-    logger.info("%s: %s of %s parameters are trainable.", variant, f"{trainable:,}", f"{total:,}")
+def _fit(setup: TrainingSetup, settings: TrainingSettings) -> FitResult:
+    """Trains ``setup`` with ``settings`` (a numeric ``lr``) under the budget."""
+    budget = _budget(settings)
+    optimizer = setup.optimizer(settings, settings.lr)
+    schedule = create_scheduler(
+        optimizer,
+        settings.scheduler,
+        max_steps=budget.max_steps,
+        step_size=settings.step_size,
+        gamma=settings.gamma,
+        plateau_patience=settings.plateau_patience,
+    )
+    return fit(
+        setup.module,
+        criterion=setup.criterion,
+        optimizer=optimizer,
+        train_loader=setup.train_loader,
+        val_loader=setup.val_loader,
+        settings=setup.device,
+        budget=budget,
+        metric=setup.metric,
+        schedule=schedule,
+        backbone=setup.backbone,
+        warmup_steps=settings.head_warmup_steps,
+        fixed_batchnorm=settings.batchnorm == "fixed",
+        variant=settings.name,
+        on_epoch_start=setup.on_epoch_start,
+    )
+
+
+def _log_parameter_counts(setup: TrainingSetup, settings: TrainingSettings) -> None:
+    trainable, total = count_parameters(setup.classifier)
+    logger.info(
+        "%s: %s of %s parameters are trainable; lr %.3g; metric %s.",
+        settings.name,
+        f"{trainable:,}",
+        f"{total:,}",
+        settings.lr,
+        setup.metric.replace("_", " "),
+    )
+
+
+def _choose_lr(setup: TrainingSetup, settings: TrainingSettings) -> tuple[dict, pd.DataFrame]:
+    """The learning rate to train with: the given one; for a head on cached features, the
+    best of candidates on validation; otherwise the range test's choice."""
+    record: dict[str, Any] = {"variant": settings.name}
+    if settings.lr != "auto":
+        return {**record, "lr": settings.lr, "source": LR_GIVEN}, pd.DataFrame(
+            columns=["lr", "loss", "smoothed_loss"]
+        )
+    search = settings.lr_search
+    started = time.perf_counter()
+    if setup.backbone is None:
+        lr, curve = _search_head_on_validation(setup, settings)
+        record |= {"lr": lr, "source": LR_FROM_VALIDATION, "candidates": len(curve)}
+    else:
+        result = lr_range_test(
+            setup.module,
+            criterion=setup.criterion,
+            optimizer=setup.optimizer(settings, search.min_lr),
+            train_loader=setup.train_loader,
+            settings=setup.device,
+            min_lr=search.min_lr,
+            max_lr=search.max_lr,
+            steps=search.steps,
+        )
+        curve = result.history
+        record |= {
+            "lr": result.suggested_lr,
+            "source": LR_FROM_RANGE_TEST,
+            "lr_at_minimum": result.lr_at_minimum,
+            "diverged": result.diverged,
+            "steps_run": len(result.history),
+        }
+    record |= {"seconds": round(time.perf_counter() - started, 2), **search.model_dump()}
+    logger.info("%s: lr %.3g chosen by %s.", settings.name, record["lr"], record["source"])
+    return record, curve
+
+
+def _search_head_on_validation(
+    setup: TrainingSetup, settings: TrainingSettings
+) -> tuple[float, pd.DataFrame]:
+    initial = copy.deepcopy(setup.module.state_dict())
+
+    def train_with(lr: float) -> FitResult:
+        setup.module.load_state_dict(initial)
+        return _fit(setup, with_overrides(settings, lr=lr))
+
+    candidates = candidate_lrs(settings.lr_search.min_lr, settings.lr_search.max_lr)
+    fitting_log = logging.getLogger(fit.__module__)
+    level = fitting_log.level
+    fitting_log.setLevel(logging.WARNING)  # one line per validation per candidate is noise
+    try:
+        lr, table = search_on_validation(train_with, candidates)
+    finally:
+        fitting_log.setLevel(level)
+    setup.module.load_state_dict(initial)
+    return lr, table
+
+
+def choose_lr_on_images(
+    decoded_images: Cache,
+    split: pd.DataFrame,
+    preprocessing: Preprocessing,
+    model: ModelSettings,
+    settings: TrainingSettings,
+) -> tuple[dict[str, Any], pd.DataFrame]:
+    """The learning rate of scratch or fine-tune (``lr: auto``: a range test).
+
+    Returns:
+        The choice (``lr``, ``source`` and the test's figures) and the test's curve.
+    """
+    setup = image_setup(decoded_images, split, preprocessing, model, settings)
+    return _choose_lr(setup, settings)
+
+
+def choose_lr_on_features(
+    backbone_features: Cache,
+    split: pd.DataFrame,
+    preprocessing: Preprocessing,
+    model: ModelSettings,
+    settings: TrainingSettings,
+) -> tuple[dict[str, Any], pd.DataFrame]:
+    """The learning rate of the frozen variant's head, on the cached features."""
+    setup = feature_setup(backbone_features, split, preprocessing, model, settings)
+    return _choose_lr(setup, settings)
 
 
 def train_on_images(
-    decoded_images: Mapping[str, Callable[[], dict]],
+    decoded_images: Cache,
     split: pd.DataFrame,
     preprocessing: Preprocessing,
     model: ModelSettings,
@@ -181,71 +274,17 @@ def train_on_images(
         split: The split table.
         preprocessing: Input size and normalisation.
         model: The ``model`` parameters (``backbone``).
-        settings: The variant's settings (weights, head, optimiser, schedule, epochs, …).
+        settings: The variant's settings, with a numeric ``lr``.
 
     Returns:
-        The checkpoint, the per-epoch history and a training summary.
+        The checkpoint, the history (one row per validation) and a training summary.
     """
-    device = _device_settings(
-        settings.device, channels_last=settings.channels_last, amp=settings.amp
-    )
-    generator = seed_everything(settings.seed)
-    class_names = _class_names(split)
-    cache = select_image_cache(decoded_images, split, preprocessing)
-    classifier = _classifier(model, settings, len(class_names)).to(
-        device.device, memory_format=_memory_format(device)
-    )
-    train_transform = build_train_transform(
-        preprocessing=preprocessing, augmentations=settings.augmentation_specs()
-    )
-    loader_options = {
-        "batch_size": settings.batch_size,
-        "num_workers": settings.num_workers,
-        "generator": generator,
-        "settings": device,
-    }
-    train_loader = _image_loader(
-        cache,
-        split[split["split"] == "train"],
-        class_names,
-        train_transform,
-        shuffle=True,
-        **loader_options,
-    )
-    val_loader = _image_loader(
-        cache,
-        split[split["split"] == "val"],
-        class_names,
-        build_eval_transform(preprocessing=preprocessing),
-        shuffle=False,
-        **loader_options,
-    )
-    frozen_epochs = settings.backbone_frozen_epochs
-    optimizer, scheduler, per_batch = _optimizer_and_scheduler(
-        settings, classifier.head, classifier.backbone, len(train_loader)
-    )
-    _log_parameter_counts(classifier, settings.name)
-    result = fit(
-        maybe_compile(classifier, settings.compile, device.device),
-        criterion=_criterion(settings),
-        optimizer=optimizer,
-        train_loader=train_loader,
-        val_loader=val_loader,
-        settings=device,
-        epochs=settings.epochs,
-        patience=settings.early_stopping_patience,
-        scheduler=scheduler,
-        scheduler_per_batch=per_batch,
-        backbone=classifier.backbone if frozen_epochs else None,
-        backbone_frozen_epochs=frozen_epochs,
-        variant=settings.name,
-    )
-    set_backbone_trainable(classifier, True)
-    return _trained_outputs(classifier, result, split, settings, model, class_names, preprocessing)
+    setup = image_setup(decoded_images, split, preprocessing, model, settings)
+    return _train(setup, split, preprocessing, model, settings)
 
 
 def train_on_features(
-    backbone_features: Mapping[str, Callable[[], dict]],
+    backbone_features: Cache,
     split: pd.DataFrame,
     preprocessing: Preprocessing,
     model: ModelSettings,
@@ -261,59 +300,10 @@ def train_on_features(
         split: The split table.
         preprocessing: Input size and normalisation (stored in the checkpoint).
         model: The ``model`` parameters (``backbone``).
-        settings: The frozen variant's settings.
+        settings: The frozen variant's settings, with a numeric ``lr``.
 
     Returns:
         The checkpoint (backbone + trained head), the history and a training summary.
     """
-    key = _features_key(image_cache_key(split, preprocessing), model.backbone, settings)
-    if key not in backbone_features:
-        raise KeyError(f"No cached backbone features '{key}': run 'embed_images_node' first.")
-    cached = backbone_features[key]()
-    # Features are 2-D: the channels-last format does not apply.
-    device = _device_settings(settings.device, channels_last=False, amp=settings.amp)
-    generator = seed_everything(settings.seed)
-    class_names = _class_names(split)
-    classifier = _classifier(model, settings, len(class_names))
-    set_backbone_trainable(classifier, False)
-    position = {path: i for i, path in enumerate(cached["paths"])}
-    train_rows, val_rows = split[split["split"] == "train"], split[split["split"] == "val"]
-    train_labels = class_indices(train_rows["label"], class_names)
-    if cached["augmented"] is not None:
-        order = [cached["train_paths"].index(p) for p in train_rows["path"]]
-        train_set = _EpochViews(cached["augmented"][:, order], train_labels)
-    else:
-        train_set = feature_dataset(
-            cached["features"][[position[p] for p in train_rows["path"]]], train_labels
-        )
-    val_set = feature_dataset(
-        cached["features"][[position[p] for p in val_rows["path"]]],
-        class_indices(val_rows["label"], class_names),
-    )
-    loader_args = {
-        "batch_size": settings.batch_size,
-        "generator": generator,
-        "num_workers": 0,
-        "pin_memory": False,
-    }
-    train_loader = make_loader(train_set, shuffle=True, **loader_args)
-    head = classifier.head.to(device.device)
-    optimizer, scheduler, per_batch = _optimizer_and_scheduler(
-        settings, head, None, len(train_loader)
-    )
-    _log_parameter_counts(classifier, settings.name)
-    result = fit(
-        head,
-        criterion=_criterion(settings),
-        optimizer=optimizer,
-        train_loader=train_loader,
-        val_loader=make_loader(val_set, shuffle=False, **loader_args),
-        settings=device,
-        epochs=settings.epochs,
-        patience=settings.early_stopping_patience,
-        scheduler=scheduler,
-        scheduler_per_batch=per_batch,
-        variant=settings.name,
-        on_epoch_start=train_set.set_epoch if isinstance(train_set, _EpochViews) else None,
-    )
-    return _trained_outputs(classifier, result, split, settings, model, class_names, preprocessing)
+    setup = feature_setup(backbone_features, split, preprocessing, model, settings)
+    return _train(setup, split, preprocessing, model, settings)

@@ -61,7 +61,7 @@ def test_the_message_lists_every_problem_with_its_source():
     problems = [
         Problem(("finetune", "lrr"), "unknown key", 0.001),
         Problem(("split", "val_fraction"), "Input should be less than 1", 1.5, "share held out"),
-        Problem(("frozen", "epochs"), "missing"),
+        Problem(("frozen", "max_images"), "missing"),
     ]
     sources = {"finetune": "from --params", "split": "conf/base/p.yml", "frozen": "conf/base/t.yml"}
     message = parameter_message(problems, lambda path: sources[path[0]])
@@ -70,7 +70,7 @@ def test_the_message_lists_every_problem_with_its_source():
         "  - finetune.lrr = 0.001 (from --params): unknown key",
         "  - split.val_fraction = 1.5 (conf/base/p.yml): Input should be less than 1 "
         "[share held out]",
-        "  - frozen.epochs (conf/base/t.yml): missing",
+        "  - frozen.max_images (conf/base/t.yml): missing",
     ]
 
 

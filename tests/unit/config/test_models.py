@@ -23,7 +23,7 @@ TRAINING_YAML = Path(__file__).parents[3] / "conf" / "base" / "parameters_traini
 
 def test_a_setting_missing_from_both_blocks_is_an_error():
     defaults = VariantOverrides(batch_size=8)
-    with pytest.raises(ValidationError, match="epochs"):
+    with pytest.raises(ValidationError, match="max_images"):
         resolve_training_settings("scratch", defaults, VariantOverrides(lr=0.1))
 
 
@@ -33,8 +33,12 @@ def test_a_setting_missing_from_both_blocks_is_an_error():
         ({"lrr": 0.1}, "lrr"),
         ({"lr": 0.0}, "lr"),
         ({"lr": -1e-3}, "lr"),
-        ({"epochs": True}, "epochs"),
-        ({"epochs": 2.5}, "epochs"),
+        ({"lr": "fast"}, "lr"),
+        ({"max_images": True}, "max_images"),
+        ({"max_images": 2.5}, "max_images"),
+        ({"patience": 0}, "patience"),
+        ({"class_weights": "sometimes"}, "class_weights"),
+        ({"lr_search": {"min_lr": 1.0, "max_lr": 0.1, "steps": 10}}, "lr_search"),
         ({"optimizer": "rmsprop"}, "optimizer"),
         ({"scheduler": "linear"}, "scheduler"),
         ({"device": "gpu"}, "device"),
@@ -53,14 +57,15 @@ def test_variant_blocks_refuse_unknown_keys_and_values_out_of_range(values: dict
 
 def test_overrides_accept_what_the_command_line_gives():
     overrides = VariantOverrides.model_validate(
-        {"compile": False, "num_workers": "auto", "early_stopping_patience": None, "lr": 1}
+        {"compile": False, "num_workers": "auto", "patience": None, "lr": 1}
     )
     assert overrides.set_values() == {
         "compile": False,
         "num_workers": "auto",
-        "early_stopping_patience": None,
+        "patience": None,
         "lr": 1.0,
     }
+    assert VariantOverrides.model_validate({"lr": "auto"}).lr == "auto"
 
 
 def test_head_needs_hidden_units_exactly_when_it_is_an_mlp():
@@ -87,7 +92,7 @@ def test_split_fractions_must_leave_samples_to_train_on(val: float, test: float,
 
 
 def test_models_are_frozen_and_refuse_unknown_keys():
-    model = ModelSettings(backbone="resnet18", image_size=None)
+    model = ModelSettings(backbone="resnet18", image_size="auto")
     with pytest.raises(ValidationError):
         model.backbone = "vgg16"
     with pytest.raises(ValidationError, match="image_siz"):
@@ -115,18 +120,18 @@ def test_ablation_overrides_are_checked_per_variant():
     }
     grid = {"n_samples": [2], "n_angles": [1], "seeds": [0], "clamp": False, "report": report}
     settings = AblationSettings.model_validate(
-        {**grid, "variants": ["frozen"], "training_overrides": {"frozen": {"epochs": 6}}}
+        {**grid, "variants": ["frozen"], "training_overrides": {"frozen": {"patience": 6}}}
     )
-    assert settings.training_overrides["frozen"].epochs == 6
-    with pytest.raises(ValidationError, match="epochs"):
+    assert settings.training_overrides["frozen"].patience == 6
+    with pytest.raises(ValidationError, match="patience"):
         AblationSettings.model_validate(
-            {**grid, "variants": ["frozen"], "training_overrides": {"frozen": {"epochs": 0}}}
+            {**grid, "variants": ["frozen"], "training_overrides": {"frozen": {"patience": 0}}}
         )
     with pytest.raises(ValidationError, match="variants"):
         AblationSettings.model_validate({**grid, "variants": ["big"], "training_overrides": {}})
 
 
 def test_models_print_as_compact_json_and_partial_blocks_only_what_they_set():
-    model = ModelSettings(backbone="resnet18", image_size=None)
-    assert str(model) == '{"backbone":"resnet18","image_size":null}'
-    assert json.loads(str(VariantOverrides(lr=0.01, epochs=3))) == {"lr": 0.01, "epochs": 3}
+    model = ModelSettings(backbone="resnet18", image_size="auto")
+    assert str(model) == '{"backbone":"resnet18","image_size":"auto"}'
+    assert json.loads(str(VariantOverrides(lr=0.01, patience=3))) == {"lr": 0.01, "patience": 3}

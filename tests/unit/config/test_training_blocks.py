@@ -35,10 +35,11 @@ def _settings(blocks: dict, variant: str) -> TrainingSettings:
 def test_each_variant_is_the_defaults_updated_with_its_block(training_blocks: dict):
     finetune = _settings(training_blocks, "finetune")
     frozen = _settings(training_blocks, "frozen")
-    assert (finetune.name, finetune.weights, finetune.epochs) == ("finetune", "imagenet", 4)
-    assert (finetune.backbone_frozen_epochs, finetune.backbone_lr_multiplier) == (1, 0.1)
-    assert frozen.early_stopping_patience == 10  # its own
-    assert finetune.early_stopping_patience == 4  # the default
+    defaults = training_blocks["training_defaults"]
+    assert (finetune.name, finetune.weights, finetune.lr) == ("finetune", "imagenet", "auto")
+    assert (finetune.head_warmup_steps, finetune.backbone_lr_multiplier) == (20, 0.01)
+    assert frozen.patience == training_blocks["frozen"]["patience"]  # its own
+    assert finetune.patience == defaults["patience"]  # the default
     assert (
         finetune.batch_size
         == frozen.batch_size
@@ -56,8 +57,8 @@ def test_variant_blocks_state_only_what_differs_from_the_defaults(training_block
 
 def test_with_overrides_replaces_fields_and_checks_them_again(training_blocks: dict):
     frozen = _settings(training_blocks, "frozen")
-    changed = with_overrides(frozen, VariantOverrides(epochs=6), seed=3)
-    assert (changed.epochs, changed.seed, changed.lr) == (6, 3, frozen.lr)
+    changed = with_overrides(frozen, VariantOverrides(patience=6), seed=3)
+    assert (changed.patience, changed.seed, changed.lr) == (6, 3, frozen.lr)
     with pytest.raises(ValidationError, match="seed"):
         with_overrides(frozen, seed=-1)
 

@@ -11,12 +11,12 @@ from matplotlib.figure import Figure
 from scipy import stats
 
 from tests.helpers.markdown_tables import markdown_tables
+from transfer_study.evaluation.comparison_report import comparison_markdown
 from transfer_study.evaluation.figures import (
     confusion_matrix_figure,
     training_curves_figure,
     variant_comparison_figure,
 )
-from transfer_study.evaluation.markdown import comparison_markdown
 from transfer_study.evaluation.metrics import bootstrap_accuracy_ci, classification_metrics
 from transfer_study.evaluation.stats import mcnemar_test, pairwise_mcnemar
 
@@ -322,7 +322,7 @@ def test_training_curves_figure_has_loss_and_accuracy_panels(tmp_path, with_lr, 
     assert len(fig.axes) == n_axes
     # Best epoch: highest val accuracy (0.75 at epochs 3 and 4), tie broken by lower loss.
     best_lines = [line for line in fig.axes[0].lines if line.get_label().startswith("best")]
-    assert best_lines[0].get_label() == "best epoch (3)"
+    assert best_lines[0].get_label() == "best (epoch 3.0)"
     assert _saved_png(fig, tmp_path, "curves").stat().st_size > 0
 
 
@@ -354,7 +354,10 @@ def comparison_example():
                 "macro_f1": accuracy - 0.01,
                 "train_seconds": 123.4,
                 "trainable_params": 11_000_000,
-                "best_epoch": 7,
+                "best_epoch": 7.0,
+                "val_metric": accuracy,
+                "converged": True,
+                "selected": name == "finetune",
             }
         )
     return pd.DataFrame(rows), pairwise_mcnemar(correct)
@@ -381,7 +384,10 @@ def test_comparison_markdown_reports_significance_after_holm(comparison_example)
     assert len(markdown_tables(report)) == 2  # results and pairs, each valid GitHub Markdown
     for name in ("scratch", "frozen", "finetune"):
         assert name in report
-    assert "Best variant: **finetune** (90.0 % accuracy)." in report
+    assert (
+        "Chosen on validation: **finetune** (validation accuracy 90.0 %; test accuracy 90.0 %"
+        in report
+    )
     finetune_row = comparison.iloc[2]
     assert (
         f"90.0 % [{100 * finetune_row['accuracy_ci_low']:.1f}, "
@@ -390,14 +396,16 @@ def test_comparison_markdown_reports_significance_after_holm(comparison_example)
     assert "11,000,000" in report
     # 5 discordant photos, all one way: exact p = 2 / 32 = 0.0625; it is the largest of the
     # three p-values, so Holm leaves it unchanged.
-    assert "finetune vs frozen: difference not significant (Holm-adjusted p = 0.062)" in report
-    assert "finetune vs scratch: difference significant (Holm-adjusted p < 0.001)" in report
+    assert "finetune vs frozen: test difference not significant (Holm-adjusted p = 0.062)" in report
+    assert "finetune vs scratch: test difference significant (Holm-adjusted p < 0.001)" in report
     assert "CIs overlap" in report
     assert "CIs do not overlap" in report
 
 
 def test_comparison_markdown_uses_only_the_columns_present():
-    comparison = pd.DataFrame({"variant": ["frozen", "finetune"], "accuracy": [0.8, 0.85]})
+    comparison = pd.DataFrame(
+        {"variant": ["frozen", "finetune"], "accuracy": [0.8, 0.85], "selected": [False, True]}
+    )
     mcnemar = pairwise_mcnemar({"frozen": _correct(20, 16), "finetune": _correct(20, 17)})
     report = comparison_markdown(comparison, mcnemar, confidence=0.9)
     results, pairs = markdown_tables(report)
@@ -405,7 +413,7 @@ def test_comparison_markdown_uses_only_the_columns_present():
     assert results[1:] == [["frozen", "80.0 %"], ["finetune", "85.0 %"]]
     assert pairs[1][0] == "frozen vs finetune"
     assert "85.0 %" in report
-    assert "finetune vs frozen: difference not significant" in report
+    assert "finetune vs frozen: test difference not significant" in report
     assert "Backbone" not in report
 
 

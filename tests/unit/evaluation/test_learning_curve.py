@@ -108,12 +108,20 @@ def test_records_from_summarise_cell_feed_the_tables() -> None:
         metrics = dict.fromkeys(
             ["accuracy", "accuracy_ci_low", "accuracy_ci_high", "balanced_accuracy"], 0.5
         )
-        summary = {"variant": "frozen", "train_seconds": 2.0}
+        summary = {
+            "variant": "frozen",
+            "train_seconds": 2.0,
+            "steps": 10 + seed,
+            "best_step": 5,
+            "lr": 0.01,
+            "converged": seed == 0,
+        }
         records.append(summarise_cell(cell, summary, metrics, predictions, subset))
     per_seed, curve = learning_curve_tables(records, **BOOTSTRAP)
     assert per_seed["seed"].tolist() == [0, 1]
     row = curve.iloc[0]
     assert (row["n_images"], row["n_seeds"], row["accuracy_mean"]) == (8, 2, 0.5)
+    assert (row["steps_mean"], row["n_converged"]) == (10.5, 1)  # how the cells trained
     # Half of the 20 test samples are apples: the interval is around 0.5, inside (0, 1).
     assert 0 < row["accuracy_ci_low"] < 0.5 < row["accuracy_ci_high"] < 1
 

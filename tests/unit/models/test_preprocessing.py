@@ -10,6 +10,8 @@ from torchvision import transforms
 
 from transfer_study.models.preprocessing import (
     Preprocessing,
+    auto_input_size,
+    preprocessing_for,
     pretrained_preprocessing,
     scaled_to_input_size,
 )
@@ -135,3 +137,25 @@ def test_bad_augmentations_are_refused(augmentation, message):
     preprocessing = pretrained_preprocessing("resnet18")
     with pytest.raises(ValueError, match=message):
         build_train_transform(preprocessing=preprocessing, augmentations=[augmentation])
+
+
+@pytest.mark.parametrize(
+    ("shorter_sides", "expected"),
+    [
+        ([256, 300, 480], 224),  # large photos: the weights' native size
+        ([128] * 5, 128),  # the demo's 128-px photos: no upscaling
+        ([100, 150, 200], 128),  # median 150, rounded down to a multiple of 32
+        ([20, 20, 20], 32),  # never below the backbones' minimum
+        ([], 224),
+    ],
+)
+def test_auto_input_size_is_native_but_never_above_the_photos_median_shorter_side(
+    shorter_sides, expected
+):
+    assert auto_input_size(224, shorter_sides) == expected
+
+
+def test_auto_image_size_resolves_from_the_photos_and_a_number_is_used_as_given():
+    assert preprocessing_for("efficientnet_lite0", "auto", [128, 128]).input_size == 128
+    assert preprocessing_for("efficientnet_lite0", "auto", [512, 600]).input_size == 224
+    assert preprocessing_for("efficientnet_lite0", 96, [512, 600]).input_size == 96

@@ -206,3 +206,9 @@ def test_manifest_entry_for_a_missing_file_is_reported(tmp_path):
         quality.set_index("path").loc["gone.jpg", "reason"]
         == "listed in manifest.csv but not found"
     )
+
+
+def test_the_index_records_each_photos_stored_size(tmp_path):
+    write_photo_folder(tmp_path, {"a": 2, "b": 2}, size=40)
+    index, _ = _ingest(tmp_path, check_draft_size=16)  # drafted decode, stored size kept
+    assert (index["width"] == 40).all() and (index["height"] == 40).all()

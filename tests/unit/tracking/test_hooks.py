@@ -22,7 +22,7 @@ def _identity(value):
 
 
 def _history(value):
-    return pd.DataFrame({"epoch": [1, 2, 3], "val_accuracy": [0.5, 0.6, 0.7]})
+    return pd.DataFrame({"step": [1, 2, 3], "val_accuracy": [0.5, 0.6, 0.7]})
 
 
 def _fail(value):

@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from tests.helpers.optim import make_optimizer
 from transfer_study.models.factory import Classifier, set_backbone_trainable
 from transfer_study.training.device import DeviceSettings
-from transfer_study.training.loops import fit
+from transfer_study.training.fitting import Budget, fit
 
 LR = 0.01
 MULTIPLIER = 0.1
@@ -103,7 +103,7 @@ def test_warm_up_leaves_the_backbone_alone_then_trains_it_in_its_own_groups():
     after_warm_up = {}
 
     def snapshot(epoch: int) -> None:
-        if epoch == 2:
+        if epoch == 2:  # two steps per epoch: the warm-up's two steps are done
             after_warm_up.update(copy.deepcopy(model.backbone.state_dict()))
 
     fit(
@@ -113,10 +113,9 @@ def test_warm_up_leaves_the_backbone_alone_then_trains_it_in_its_own_groups():
         train_loader=DataLoader(data, batch_size=4),
         val_loader=DataLoader(data, batch_size=4),
         settings=DeviceSettings(torch.device("cpu"), channels_last=False, amp=False),
-        epochs=2,
-        patience=None,
+        budget=Budget(max_steps=4, min_steps=1, val_every_steps=100, patience=None),
         backbone=model.backbone,
-        backbone_frozen_epochs=1,
+        warmup_steps=2,
         on_epoch_start=snapshot,
     )
 

@@ -12,8 +12,7 @@ from tests.helpers.optim import make_optimizer, make_scheduler
 
 LR = 0.1
 MULTIPLIER = 0.1
-EPOCHS = 4
-STEPS_PER_EPOCH = 3
+MAX_STEPS = 4
 # torch's OneCycleLR defaults: start at max_lr / 25, end at that / 1e4, peak after 30 %.
 ONECYCLE_DIV_FACTOR = 25.0
 ONECYCLE_FINAL_DIV_FACTOR = 1e4
@@ -65,33 +64,25 @@ def test_without_a_trained_backbone_there_is_only_the_head_group():
 
 def test_no_schedule_gives_no_scheduler():
     optimizer = _optimizer(scheduler="none")
-    scheduler, per_batch = make_scheduler(
-        optimizer, _params(scheduler="none"), epochs=EPOCHS, steps_per_epoch=STEPS_PER_EPOCH
-    )
-    assert scheduler is None
-    assert per_batch is False
+    assert make_scheduler(optimizer, _params(scheduler="none"), max_steps=MAX_STEPS) is None
 
 
 def test_step_schedule_multiplies_the_lr_by_gamma_every_step_size_epochs():
     params = _params(scheduler="step", step_size=2, gamma=0.5)
     optimizer = _optimizer(**params)
-    scheduler, per_batch = make_scheduler(
-        optimizer, params, epochs=EPOCHS, steps_per_epoch=STEPS_PER_EPOCH
-    )
-    assert per_batch is False
-    head = [lrs["head"] for lrs in _trajectory(optimizer, scheduler, 4)]
+    schedule = make_scheduler(optimizer, params, max_steps=MAX_STEPS)
+    assert schedule.mode == "epoch"
+    head = [lrs["head"] for lrs in _trajectory(optimizer, schedule.scheduler, 4)]
     assert head == pytest.approx([LR, LR, LR / 2, LR / 2, LR / 4])
 
 
-def test_cosine_schedule_anneals_every_group_to_zero_over_the_epochs():
+def test_cosine_schedule_anneals_every_group_to_zero_over_the_cap():
     params = _params(scheduler="cosine")
     optimizer = _optimizer(**params)
-    scheduler, per_batch = make_scheduler(
-        optimizer, params, epochs=EPOCHS, steps_per_epoch=STEPS_PER_EPOCH
-    )
-    assert per_batch is False
-    lrs = _trajectory(optimizer, scheduler, EPOCHS)
-    expected = [LR * (1 + math.cos(math.pi * t / EPOCHS)) / 2 for t in range(EPOCHS + 1)]
+    schedule = make_scheduler(optimizer, params, max_steps=MAX_STEPS)
+    assert schedule.mode == "batch"
+    lrs = _trajectory(optimizer, schedule.scheduler, MAX_STEPS)
+    expected = [LR * (1 + math.cos(math.pi * t / MAX_STEPS)) / 2 for t in range(MAX_STEPS + 1)]
     assert [step["head"] for step in lrs] == pytest.approx(expected, abs=1e-12)
     assert [step["backbone"] for step in lrs] == pytest.approx(
         [lr * MULTIPLIER for lr in expected], abs=1e-12
@@ -101,13 +92,10 @@ def test_cosine_schedule_anneals_every_group_to_zero_over_the_epochs():
 def test_onecycle_steps_per_batch_and_peaks_at_each_groups_own_lr():
     params = _params(scheduler="onecycle")
     optimizer = _optimizer(**params)
-    epochs, steps_per_epoch = 2, 5
-    scheduler, per_batch = make_scheduler(
-        optimizer, params, epochs=epochs, steps_per_epoch=steps_per_epoch
-    )
-    assert per_batch is True
-    total = epochs * steps_per_epoch
-    lrs = _trajectory(optimizer, scheduler, total - 1)
+    total = 10
+    schedule = make_scheduler(optimizer, params, max_steps=total)
+    assert schedule.mode == "batch"
+    lrs = _trajectory(optimizer, schedule.scheduler, total - 1)
     head = [step["head"] for step in lrs]
     start = LR / ONECYCLE_DIV_FACTOR
     assert head[0] == pytest.approx(start)
@@ -124,6 +112,21 @@ def test_onecycle_steps_per_batch_and_peaks_at_each_groups_own_lr():
 def test_an_unknown_schedule_is_refused_with_the_choices():
     with pytest.raises(
         ValueError,
-        match=r"Unknown scheduler 'warmup'; choose one of \['none', 'step', 'cosine', 'onecycle'\]",
+        match=r"Unknown scheduler 'warmup'; choose one of "
+        r"\['none', 'plateau', 'step', 'cosine', 'onecycle'\]",
     ):
-        make_scheduler(_optimizer(), _params(scheduler="warmup"), epochs=EPOCHS, steps_per_epoch=1)
+        make_scheduler(_optimizer(), _params(scheduler="warmup"), max_steps=MAX_STEPS)
+
+
+def test_plateau_schedule_decays_every_group_after_its_patience_in_validations():
+    params = _params(scheduler="plateau", plateau_patience=2, gamma=0.5)
+    optimizer = _optimizer(**params)
+    schedule = make_scheduler(optimizer, params, max_steps=MAX_STEPS)
+    assert schedule.mode == "validation"
+    heads = []
+    for metric in [0.5, 0.6, 0.6, 0.6, 0.6, 0.6]:  # improves once, then stays
+        schedule.scheduler.step(metric)
+        heads.append(_lrs(optimizer)["head"])
+    # Two validations without improvement, then a decay; two more, another decay.
+    assert heads == pytest.approx([LR, LR, LR, LR / 2, LR / 2, LR / 4])
+    assert _lrs(optimizer)["backbone"] == pytest.approx(LR / 4 * MULTIPLIER)

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from torch.utils.data import DataLoader, TensorDataset
 
 from tests.helpers.settings import study_training_settings
 from tests.helpers.tiny_models import TINY_BACKBONE
@@ -27,8 +28,9 @@ from transfer_study.models.preprocessing import pretrained_preprocessing, scaled
 from transfer_study.training import variants
 from transfer_study.training.device import DeviceSettings, maybe_compile
 from transfer_study.training.features import embed_images
+from transfer_study.training.fitting import Budget, fit
 from transfer_study.training.image_cache import image_cache_key
-from transfer_study.training.loops import TrainingDivergedError, fit, train_one_epoch
+from transfer_study.training.loops import TrainingDivergedError
 from transfer_study.training.testing import evaluate_on_test
 from transfer_study.training.variants import train_on_features, train_on_images
 
@@ -49,7 +51,16 @@ EVALUATION = EvaluationSettings(
 
 def _variant(name: str, **changes: object) -> TrainingSettings:
     """The variant's settings from conf/base, resolved as the pipeline resolves them, tiny."""
-    tiny = {"epochs": 2, "batch_size": 8, "device": "cpu", "augmentations": []}
+    # 20 training photos in batches of 8: 3 steps an epoch; 48 images = 2 epochs.
+    tiny = {
+        "lr": 0.01,
+        "max_images": 48,
+        "min_steps": 1,
+        "patience": None,
+        "batch_size": 8,
+        "device": "cpu",
+        "augmentations": [],
+    }
     return with_overrides(study_training_settings(name), **{**tiny, **changes})
 
 
@@ -92,7 +103,7 @@ def _backbone_state(checkpoint: dict) -> dict[str, torch.Tensor]:
 
 def test_frozen_backbone_keeps_weights_and_batchnorm_statistics(data):
     decoded, split = data
-    params = _variant("finetune", backbone_frozen_epochs=5)  # frozen for every epoch
+    params = _variant("finetune", head_warmup_steps=100)  # frozen for every step
     pretrained = create_classifier(
         "efficientnet_lite0", weights="imagenet", num_classes=2
     ).state_dict()
@@ -134,12 +145,11 @@ def test_finetune_warm_up_trains_the_head_then_the_backbone_at_its_lower_lr(data
     params = _variant(
         "finetune",
         weights="none",  # random init, nothing to download: the warm-up is the same
-        epochs=3,
-        backbone_frozen_epochs=1,
+        max_images=72,  # 3 epochs of 3 steps
+        head_warmup_steps=3,  # the first epoch
         backbone_lr_multiplier=multiplier,
         lr=lr,
         scheduler="none",
-        early_stopping_patience=None,
         num_workers=0,
     )
     at_start: dict[int, dict] = {}
@@ -155,6 +165,7 @@ def test_finetune_warm_up_trains_the_head_then_the_backbone_at_its_lower_lr(data
                 "backbone_ids": _ids(model.backbone.parameters()),
             }
 
+        kwargs.pop("on_epoch_start")  # None: images have no per-epoch views
         return fit(model, optimizer=optimizer, on_epoch_start=snapshot, **kwargs)
 
     monkeypatch.setattr(variants, "fit", fit_with_snapshots)
@@ -197,7 +208,7 @@ def test_cached_features_give_the_same_model_as_running_the_frozen_backbone(data
         split,
         PREPROCESSING,
         MODEL,
-        with_overrides(params, backbone_frozen_epochs=params.epochs, backbone_lr_multiplier=1.0),
+        with_overrides(params, head_warmup_steps=1000, backbone_lr_multiplier=1.0),
     )
     for key, tensor in on_features["state_dict"].items():
         assert torch.allclose(tensor.float(), on_images["state_dict"][key].float(), atol=1e-4), key
@@ -220,24 +231,23 @@ def test_same_seed_gives_the_same_metrics_and_another_seed_does_not(data):
     assert not first[1]["train_loss"].equals(other[1]["train_loss"])
 
 
-def test_a_nan_loss_stops_training_naming_variant_and_epoch():
+def test_a_nan_loss_stops_training_naming_variant_and_step():
     model = torch.nn.Linear(4, 2)
     with torch.no_grad():
         model.weight.fill_(float("nan"))
-    loader = [(torch.ones(2, 4), torch.tensor([0, 1]))]
+    loader = DataLoader(TensorDataset(torch.ones(2, 4), torch.tensor([0, 1])), batch_size=2)
     settings = DeviceSettings(device=torch.device("cpu"), channels_last=False, amp=False)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    with pytest.raises(
-        TrainingDivergedError, match=r"'finetune'.*nan in epoch 3.*Lower the learning"
-    ):
-        train_one_epoch(
+    with pytest.raises(TrainingDivergedError, match=r"'finetune'.*nan at step 1.*Lower the lear"):
+        fit(
             model,
-            torch.nn.CrossEntropyLoss(),
-            optimizer,
-            loader,
-            settings,
+            criterion=torch.nn.CrossEntropyLoss(),
+            optimizer=optimizer,
+            train_loader=loader,
+            val_loader=loader,
+            settings=settings,
+            budget=Budget(max_steps=3, min_steps=1, val_every_steps=1, patience=None),
             variant="finetune",
-            epoch=3,
         )
 
 

@@ -63,19 +63,26 @@ def split_by_sample(
     return split_photos_by_sample(image_index, params, folder=raw_images_params.path)
 
 
-def resolve_preprocessing(params: ModelSettings) -> dict[str, Any]:
+def resolve_preprocessing(params: ModelSettings, image_index: pd.DataFrame) -> dict[str, Any]:
     """Finds the input size and normalisation of the chosen backbone's weights.
 
     Args:
-        params: The ``model`` parameters: ``backbone`` and ``image_size`` (``null`` for
-            the weights' native size).
+        params: The ``model`` parameters: ``backbone`` and ``image_size`` (``auto``: the
+            weights' native size, capped at the photos' median shorter side).
+        image_index: The usable photos, with the ``width`` and ``height`` of their files.
 
     Returns:
         ``Preprocessing`` as a dict, saved so that every later step and every saved model
         uses the same values.
     """
-    preprocessing = preprocessing_for(params.backbone, params.image_size)
-    logger.info("Preprocessing for %s: %s", params.backbone, preprocessing)
+    shorter_sides = image_index[["width", "height"]].min(axis=1).tolist()
+    preprocessing = preprocessing_for(params.backbone, params.image_size, shorter_sides)
+    logger.info(
+        "Preprocessing for %s (image_size: %s): %s",
+        params.backbone,
+        params.image_size,
+        preprocessing,
+    )
     return preprocessing.to_dict()
 
 

@@ -27,7 +27,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 func=resolve_preprocessing,
-                inputs="params:model",
+                inputs=["params:model", "image_index"],
                 outputs="preprocessing",
                 name="resolve_preprocessing_node",
             ),

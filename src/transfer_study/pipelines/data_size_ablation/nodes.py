@@ -78,7 +78,8 @@ def summarise_cell(
         ``variant, n_samples, n_angles, seed`` (the grid coordinates), ``n_samples_used``
         and ``n_images`` (training samples and photos actually used), ``accuracy,
         accuracy_ci_low, accuracy_ci_high, balanced_accuracy``, ``macro_f1`` when
-        present, ``train_seconds``, and per test photo ``sample_id`` and ``correct``.
+        present, ``train_seconds``, ``steps``, ``best_step``, ``lr``, ``converged``, and per
+        test photo ``sample_id`` and ``correct``.
 
     Raises:
         ValueError: If the predictions are not of the subset's test photos.
@@ -100,6 +101,10 @@ def summarise_cell(
     if "macro_f1" in test_metrics:
         record["macro_f1"] = float(test_metrics["macro_f1"])
     record["train_seconds"] = float(training_summary["train_seconds"])
+    # Cells train under the study's convergence rule: say how long and whether it held.
+    for key in ("steps", "best_step", "lr"):
+        record[key] = training_summary[key]
+    record["converged"] = bool(training_summary["converged"])
     correct = test_predictions["label"] == test_predictions["predicted"]
     record["sample_id"] = _plain(test_predictions["sample_id"])
     record["correct"] = [bool(value) for value in correct]
@@ -151,7 +156,8 @@ def cell_training_parameters(
         The cell's settings.
     """
     overrides = ablation.training_overrides.get(settings.name)
-    return with_overrides(settings, overrides, seed=cell["seed"])
+    # One training per cell: the grid's seeds are the cell's repeats.
+    return with_overrides(settings, overrides, seed=cell["seed"], seeds=1)
 
 
 def report_ablation(

@@ -25,7 +25,6 @@ from kedro.utils import find_kedro_project
 
 from transfer_study.config import AblationSettings, parse_settings
 from transfer_study.pipelines.variant_template import (
-    SHARED_PARAMETERS,
     bound,
     training_node_and_data,
     variant_template,
@@ -94,11 +93,13 @@ def _cell_pipeline(variant: str, cell: dict[str, Any]) -> Pipeline:
         namespace=f"ablation.{cell_name(variant, cell)}",
         inputs={
             "study_split": "ablation_split",
+            # The study's resolved settings and chosen learning rate: no search per cell.
+            "training_settings": f"{variant}.training_settings",
+            "learning_rate": f"{variant}.learning_rate",
             **{shared: shared for shared in ("decoded_images", "preprocessing", data)},
         },
         parameters={
-            **{shared: shared for shared in SHARED_PARAMETERS},
-            "params:training": f"params:{variant}",
+            **{shared: shared for shared in ("params:model", "params:evaluation")},
             "params:ablation": f"params:{PARAMETERS_KEY}",
         },
     )

@@ -14,17 +14,17 @@ from transfer_study.images import is_hidden_or_system_file
 from transfer_study.inference.predictor import (
     HOW_TO_GET_A_CHECKPOINT,
     PREDICTION_COLUMNS,
-    STATUS_SKIPPED,
     ImagePredictor,
     ImageSource,
     NotACheckpointError,
     check_checkpoint,
+    log_outcome,
 )
 
 logger = logging.getLogger(__name__)
 
 MODEL_BEST = "best"
-_COMPARISON_COLUMNS = {"variant", "accuracy"}
+_COMPARISON_COLUMNS = {"variant", "accuracy", "selected"}
 _HOW_TO_TRAIN = (
     "train the variants first with `kedro run` (for the demo photos, run "
     "`kedro run --pipeline=demo_data` before it)"
@@ -50,12 +50,12 @@ def select_model(
     Args:
         trained_models: Lazy loaders of the study's checkpoints by variant; ``None`` when
             no model has been trained.
-        comparison: The last variant comparison (columns ``variant`` and ``accuracy``);
-            ``None`` when there is none.
+        comparison: The last variant comparison (columns ``variant``, ``accuracy`` and
+            ``selected``); ``None`` when there is none.
         checkpoint_file: Loads the file that ``inference.model`` names; ``None`` when it
             names no existing file.
-        params: The ``inference`` parameters. ``model`` is ``best`` (the variant with the
-            highest test accuracy in the comparison), a variant, or a checkpoint path.
+        params: The ``inference`` parameters. ``model`` is ``best`` (the variant the
+            comparison chose on validation), a variant, or a checkpoint path.
 
     Returns:
         The checkpoint, as made by ``make_checkpoint``.
@@ -126,7 +126,7 @@ def classify_photos(
     predictions = pd.concat(
         [pd.Series(files, name="path"), table[list(PREDICTION_COLUMNS)]], axis=1
     )
-    _log_outcome(predictions, params.photos)
+    log_outcome(predictions, params.photos)
     return predictions
 
 
@@ -140,8 +140,13 @@ def _best_variant(models: Mapping[str, Any], comparison: pd.DataFrame | None) ->
             "No variant comparison to pick the best model from: run the whole study with "
             f"`kedro run`, or {_HOW_TO_NAME_A_MODEL} (trained: {', '.join(sorted(models))})."
         )
-    # idxmax keeps the first of equally accurate variants, in the comparison's order.
-    variant = str(comparison.loc[comparison["accuracy"].idxmax(), "variant"])
+    chosen = comparison.loc[comparison["selected"].astype(bool), "variant"]  # on validation
+    if chosen.empty:
+        raise ValueError(
+            "The last comparison chose no variant: none converged within its training cap. "
+            f"Raise max_images and re-run the study, or {_HOW_TO_NAME_A_MODEL}."
+        )
+    variant = str(chosen.iloc[0])
     if variant not in models:
         raise ValueError(
             f"The last comparison's best variant '{variant}' has no trained model (trained: "
@@ -179,21 +184,3 @@ def _reader(load: Callable[[], bytes]) -> ImageSource:
             raise OSError(str(error.__cause__ or error)) from error
 
     return read
-
-
-def _log_outcome(predictions: pd.DataFrame, folder: str) -> None:
-    skipped = predictions[predictions["status"] == STATUS_SKIPPED]
-    counts = predictions["predicted"].value_counts()
-    logger.info(
-        "Classified %d of %d files in '%s': %s",
-        len(predictions) - len(skipped),
-        len(predictions),
-        folder,
-        ", ".join(f"{name} {count}" for name, count in counts.items()) or "none",
-    )
-    if len(skipped):
-        logger.warning(
-            "Skipped %d file(s) that are not usable images:\n%s",
-            len(skipped),
-            "\n".join(f"  {row.path}: {row.error}" for row in skipped.itertuples()),
-        )

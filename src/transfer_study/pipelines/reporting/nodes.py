@@ -10,18 +10,24 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from transfer_study.config import EvaluationSettings, ModelSettings
+from transfer_study.evaluation.comparison_report import comparison_markdown
 from transfer_study.evaluation.figures import variant_comparison_figure
-from transfer_study.evaluation.markdown import comparison_markdown
+from transfer_study.evaluation.selection import choose_best_variant
 from transfer_study.evaluation.stats import pairwise_mcnemar
 
 logger = logging.getLogger(__name__)
 
 _SUMMARY_COLUMNS = [
+    "metric",
+    "lr",
     "train_seconds",
     "trainable_params",
     "total_params",
-    "best_epoch",
+    "steps",
     "epochs_run",
+    "best_epoch",
+    "converged",
+    "stop_reason",
     "seed",
 ]
 
@@ -44,6 +50,8 @@ def _comparison_row(
     )
     row.update({k: v for k, v in metrics.items() if k.startswith(("roc_auc", "top_"))})
     row.update({k: summary[k] for k in _SUMMARY_COLUMNS})
+    row["val_metric"] = summary["best_val_metric"]
+    row["n_seeds"] = int(metrics.get("n_seeds", 1))
     return row
 
 
@@ -59,8 +67,9 @@ def compare_variants(
             test predictions.
 
     Returns:
-        The comparison table (one row per variant), the pairwise McNemar tests, the
-        Markdown summary and the bar chart with confidence-interval whiskers.
+        The comparison table (one row per variant; ``selected`` marks the variant chosen
+        on validation), the pairwise McNemar tests, the Markdown summary and the bar chart
+        with confidence-interval whiskers.
 
     Raises:
         ValueError: If the variants were not evaluated on the same photos.
@@ -68,6 +77,7 @@ def compare_variants(
     triples = [results[i : i + 3] for i in range(0, len(results), 3)]
     rows = [_comparison_row(model_params.backbone, m, s) for m, s, _ in triples]
     comparison = pd.DataFrame(rows)
+    comparison["selected"] = comparison["variant"] == choose_best_variant(comparison)
     paths = [tuple(predictions["path"]) for _, _, predictions in triples]
     if len(set(paths)) != 1:
         raise ValueError(

@@ -254,8 +254,7 @@ def test_summarise_cell_is_a_json_record_of_the_cell() -> None:
         "macro_f1": 0.72,
         "roc_auc": 0.8,
     }
-    summary = {"variant": "frozen", "train_seconds": 12.5, "seed": 0}
-    record = summarise_cell(cell(6, 2, 1), summary, metrics, predictions, subset)
+    record = summarise_cell(cell(6, 2, 1), SUMMARY, metrics, predictions, subset)
     assert json.loads(json.dumps(record)) == record
     assert record["variant"] == "frozen"
     assert (record["n_samples"], record["n_angles"], record["seed"]) == (6, 2, 1)
@@ -263,10 +262,23 @@ def test_summarise_cell_is_a_json_record_of_the_cell() -> None:
     assert record["accuracy"] == 0.75
     assert record["macro_f1"] == 0.72
     assert record["train_seconds"] == 12.5
+    assert (record["steps"], record["best_step"], record["converged"]) == (40, 30, True)
     assert "roc_auc" not in record
     assert record["sample_id"] == predictions["sample_id"].tolist()
     assert record["correct"] == (predictions["label"] == predictions["predicted"]).tolist()
     assert record["correct"].count(False) == 4  # every third of the 12 test photos
+
+
+# A training summary as the training node writes it (the keys a cell record keeps).
+SUMMARY = {
+    "variant": "frozen",
+    "train_seconds": 12.5,
+    "seed": 0,
+    "steps": 40,
+    "best_step": 30,
+    "lr": 0.01,
+    "converged": True,
+}
 
 
 def test_summarise_cell_rejects_predictions_of_other_photos() -> None:
@@ -277,7 +289,7 @@ def test_summarise_cell_rejects_predictions_of_other_photos() -> None:
     )
     with pytest.raises(ValueError, match="not of this cell's test photos"):
         summarise_cell(
-            cell(4, 1), {"variant": "x", "train_seconds": 1}, metrics, predictions, subset
+            cell(4, 1), {**SUMMARY, "variant": "x"}, metrics, predictions, subset
         )
 
 
@@ -304,15 +316,16 @@ def _ablation(training_overrides: dict) -> AblationSettings:
 
 def test_cell_settings_are_the_variants_with_its_overrides_and_the_cells_seed() -> None:
     frozen = study_training_settings("frozen")
-    ablation = _ablation({"frozen": {"epochs": 6}})
+    ablation = _ablation({"frozen": {"patience": 6}})
     settings = cell_training_parameters(frozen, ablation, cell=cell(4, 1, seed=3))
-    assert (settings.name, settings.epochs, settings.seed) == ("frozen", 6, 3)
-    assert settings.model_dump(exclude={"epochs", "seed"}) == frozen.model_dump(
-        exclude={"epochs", "seed"}
+    assert (settings.name, settings.patience, settings.seed) == ("frozen", 6, 3)
+    assert settings.seeds == 1  # one training per cell: the grid's seeds are its repeats
+    assert settings.model_dump(exclude={"patience", "seed", "seeds"}) == frozen.model_dump(
+        exclude={"patience", "seed", "seeds"}
     )
     finetune = study_training_settings("finetune")
     untouched = cell_training_parameters(finetune, ablation, cell=cell(4, 1, seed=0))
-    assert untouched == finetune  # no overrides for finetune, and the same seed
+    assert untouched == finetune.model_copy(update={"seeds": 1})  # and the same seed
 
 
 def test_cell_settings_are_checked_again() -> None:
@@ -326,12 +339,17 @@ def _settings(variant: str, **changes: object) -> TrainingSettings:
     return study_training_settings(variant).model_copy(update=changes)
 
 
+def _cell_settings(variant: str, **changes: object) -> TrainingSettings:
+    """What a cell trains with: ``_settings`` and one training (``seeds: 1``)."""
+    return _settings(variant, seeds=1, **changes)
+
+
 def test_training_overrides_apply_only_to_their_variant() -> None:
-    ablation = _ablation({"finetune": {"epochs": 1}})
+    ablation = _ablation({"finetune": {"max_images": 100}})
     finetune = cell_training_parameters(_settings("finetune"), ablation, cell=cell(4, 1))
     frozen = cell_training_parameters(_settings("frozen"), ablation, cell=cell(4, 1))
-    assert finetune == _settings("finetune", epochs=1)
-    assert frozen == _settings("frozen")
+    assert finetune == _cell_settings("finetune", max_images=100)
+    assert frozen == _cell_settings("frozen")
 
 
 def test_the_cells_seed_replaces_the_variants_and_any_overridden_seed() -> None:
@@ -340,7 +358,7 @@ def test_the_cells_seed_replaces_the_variants_and_any_overridden_seed() -> None:
         settings = cell_training_parameters(
             _settings("frozen"), ablation, cell=cell(4, 1, seed=seed)
         )
-        assert settings == _settings("frozen", lr=0.1, seed=seed)
+        assert settings == _cell_settings("frozen", lr=0.1, seed=seed)
 
 
 @pytest.mark.parametrize("overrides", [{}, {"scratch": {"lr": 1.0}}])
@@ -348,4 +366,4 @@ def test_without_overrides_for_the_variant_only_the_seed_changes(overrides: dict
     settings = cell_training_parameters(
         _settings("finetune"), _ablation(overrides), cell=cell(4, 1, seed=2)
     )
-    assert settings == _settings("finetune", seed=2)
+    assert settings == _cell_settings("finetune", seed=2)

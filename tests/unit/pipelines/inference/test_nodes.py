@@ -26,8 +26,13 @@ from transfer_study.models.transforms import build_eval_transform, decode_resize
 from transfer_study.pipelines.inference.nodes import classify_photos, select_model
 
 PARAMS = InferenceSettings(photos="/photos", model="best", top_k=2, batch_size=4, device="cpu")
+# As the reporting node writes it: `selected` is the variant chosen on validation.
 COMPARISON = pd.DataFrame(
-    {"variant": ["scratch", "frozen", "finetune"], "accuracy": [0.6, 0.9, 0.8]}
+    {
+        "variant": ["scratch", "frozen", "finetune"],
+        "accuracy": [0.6, 0.9, 0.95],
+        "selected": [False, True, False],
+    }
 )
 
 
@@ -195,14 +200,20 @@ def test_top_k_below_one_is_refused():
 # --- select_model ---------------------------------------------------------------------
 
 
-def test_best_is_the_most_accurate_variant_of_the_last_comparison():
+def test_best_is_the_variant_the_last_comparison_chose_on_validation():
     checkpoint = select_model(_three_variants(), COMPARISON, None, PARAMS)
     assert checkpoint["metadata"]["variant"] == "frozen"
+    # Not the most accurate on test: that one was not chosen.
+    chosen_elsewhere = COMPARISON.assign(selected=[False, False, True])
+    checkpoint = select_model(_three_variants(), chosen_elsewhere, None, PARAMS)
+    assert checkpoint["metadata"]["variant"] == "finetune"
 
 
-def test_best_takes_the_first_of_equally_accurate_variants():
-    tie = COMPARISON.assign(accuracy=[0.9, 0.9, 0.9])
-    assert select_model(_three_variants(), tie, None, PARAMS)["metadata"]["variant"] == "scratch"
+def test_best_when_no_variant_was_chosen_says_why_and_what_to_do():
+    none_chosen = COMPARISON.assign(selected=False)
+    with pytest.raises(ValueError, match="chose no variant: none converged") as raised:
+        select_model(_three_variants(), none_chosen, None, PARAMS)
+    assert "--params=inference.model=" in str(raised.value)
 
 
 def test_a_named_variant_is_used_even_if_another_is_best():

@@ -1,0 +1,38 @@
+"""Choosing the best variant on validation, never on test."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+# Variants whose validation metrics are within this many points count as tied; the tie
+# goes to the cheaper variant.
+TIE_POINTS = 0.5
+# Cheapest first: a head on cached features, then fine-tuning, then training from scratch.
+COST_ORDER = ("frozen", "finetune", "scratch")
+
+
+def _cost_rank(variant: str) -> int:
+    return COST_ORDER.index(variant) if variant in COST_ORDER else len(COST_ORDER)
+
+
+def choose_best_variant(comparison: pd.DataFrame) -> str | None:
+    """The variant with the best validation metric among those that converged.
+
+    Test results play no part: choosing on test would bias the reported test accuracy
+    upwards. Variants within ``TIE_POINTS`` points of the best validation metric are tied
+    and the cheapest of them (``COST_ORDER``) is chosen. A variant that hit its training
+    cap (``converged`` false) is never chosen.
+
+    Args:
+        comparison: One row per variant with ``variant``, ``val_metric`` (a fraction)
+            and ``converged``.
+
+    Returns:
+        The chosen variant, or ``None`` when no variant converged.
+    """
+    eligible = comparison[comparison["converged"].astype(bool)]
+    if eligible.empty:
+        return None
+    best = eligible["val_metric"].max()
+    tied = eligible[eligible["val_metric"] >= best - TIE_POINTS / 100 - 1e-9]
+    return str(min(tied["variant"], key=_cost_rank))

@@ -1,0 +1,207 @@
+"""``fit``: the step budget, validation cadence, early stopping in validations, the cap,
+restoring the best validation's weights, and the head warm-up."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from transfer_study.training.device import DeviceSettings
+from transfer_study.training.fitting import Budget, FitResult, Schedule, fit
+from transfer_study.training.loops import evaluate
+
+CPU = DeviceSettings(device=torch.device("cpu"), channels_last=False, amp=False)
+# Two classes told apart by which input is on; a 2 × 2 weight matrix is the whole model.
+INPUTS = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.0, 1.0]])
+LABELS = torch.tensor([0, 1, 0, 1])
+LOADER = DataLoader(TensorDataset(INPUTS, LABELS), batch_size=4)  # one step per epoch
+RIGHT = torch.eye(2)  # val accuracy 1.0
+HALF = torch.tensor([[1.0, 0.0], [1.0, 0.0]])  # always class 0: val accuracy 0.5
+WRONG = torch.tensor([[0.0, 1.0], [1.0, 0.0]])  # val accuracy 0.0
+# The weights each epoch starts with (and, with lr 0, ends with). Epoch 3 is as accurate
+# as epoch 2 but less confident (higher loss), so it is no improvement either.
+SCRIPT = {1: HALF, 2: 2 * RIGHT, 3: RIGHT, 4: WRONG, 5: 3 * RIGHT, 6: 3 * RIGHT}
+
+
+def _budget(max_steps: int = 6, *, patience: int | None = 2, min_steps: int = 1) -> Budget:
+    return Budget(max_steps=max_steps, min_steps=min_steps, val_every_steps=100, patience=patience)
+
+
+def _scripted_fit(budget: Budget) -> tuple[nn.Linear, FitResult, nn.Module]:
+    """Runs ``fit`` on a linear model whose weights ``SCRIPT`` sets at each epoch start;
+    with a learning rate of 0, training leaves them so."""
+    model = nn.Linear(2, 2, bias=False)
+    criterion = nn.CrossEntropyLoss()
+
+    def set_weights(epoch: int) -> None:
+        with torch.no_grad():
+            model.weight.copy_(SCRIPT[epoch])
+
+    result = fit(
+        model,
+        criterion=criterion,
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.0),
+        train_loader=LOADER,
+        val_loader=LOADER,
+        settings=CPU,
+        budget=budget,
+        on_epoch_start=set_weights,
+    )
+    return model, result, criterion
+
+
+def test_training_stops_after_patience_validations_without_a_better_metric():
+    _, result, _ = _scripted_fit(_budget(patience=2))
+    # Step 2 is the best; steps 3 and 4 are no better, so step 5 never runs.
+    assert result.history["step"].tolist() == [1, 2, 3, 4]
+    assert result.best["step"] == 2
+    assert result.stop_reason == "patience" and result.converged
+
+
+def test_early_stopping_waits_for_the_minimum_number_of_steps():
+    _, result, _ = _scripted_fit(_budget(patience=2, min_steps=5))
+    # Patience ran out at step 4, before min_steps: training went on and found step 5.
+    assert result.history["step"].tolist() == [1, 2, 3, 4, 5, 6]
+    assert result.best["step"] == 5
+
+
+def test_reaching_the_cap_while_still_improving_is_not_convergence():
+    _, result, _ = _scripted_fit(_budget(max_steps=5, patience=3))
+    assert result.history["step"].tolist() == [1, 2, 3, 4, 5]
+    assert result.best["step"] == 5  # still improving at the cap
+    assert result.stop_reason == "cap" and not result.converged
+
+
+def test_the_best_validations_weights_are_restored_not_the_last_ones():
+    model, result, criterion = _scripted_fit(_budget(patience=2))
+    assert torch.equal(model.weight, 2 * RIGHT)
+    restored = evaluate(model, criterion, LOADER, CPU)
+    assert restored.accuracy == result.best["val_accuracy"] == 1.0
+    assert restored.loss == pytest.approx(result.best["val_loss"])
+    assert restored.loss < result.history["val_loss"].iloc[-1]
+
+
+def test_without_patience_training_runs_to_the_cap_and_the_best_is_still_restored():
+    model, result, _ = _scripted_fit(_budget(patience=None))
+    assert result.history["step"].tolist() == list(SCRIPT)
+    assert result.stop_reason == "cap"
+    assert result.best["step"] == 5  # 3 × RIGHT is more confident; step 6 only ties it
+    assert torch.equal(model.weight, 3 * RIGHT)
+
+
+def test_balanced_accuracy_drives_the_choice_when_it_is_the_metric():
+    # 3 photos of class 0, 1 of class 1: "always class 0" has accuracy 0.75 but balanced
+    # accuracy 0.5; the RIGHT weights have both at 1.0, WRONG at 0.
+    inputs = torch.tensor([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    labels = torch.tensor([0, 0, 0, 1])
+    loader = DataLoader(TensorDataset(inputs, labels), batch_size=4)
+    model = nn.Linear(2, 2, bias=False)
+    result = fit(
+        model,
+        criterion=nn.CrossEntropyLoss(),
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.0),
+        train_loader=loader,
+        val_loader=loader,
+        settings=CPU,
+        budget=_budget(max_steps=2, patience=None),
+        metric="balanced_accuracy",
+        on_epoch_start=lambda epoch: model.weight.data.copy_(HALF if epoch == 1 else RIGHT),
+    )
+    history = result.history
+    assert history["val_accuracy"].tolist() == [0.75, 1.0]
+    assert history["val_metric"].tolist() == [0.5, 1.0]
+
+
+def test_validation_runs_every_n_steps_and_after_every_epoch():
+    # 8 photos in batches of 2: 4 steps per epoch; validate every 3 steps or epoch end.
+    inputs, labels = INPUTS.repeat(2, 1), LABELS.repeat(2)
+    loader = DataLoader(TensorDataset(inputs, labels), batch_size=2)
+    model = nn.Linear(2, 2)
+    result = fit(
+        model,
+        criterion=nn.CrossEntropyLoss(),
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+        train_loader=loader,
+        val_loader=loader,
+        settings=CPU,
+        budget=Budget(max_steps=8, min_steps=1, val_every_steps=3, patience=None),
+    )
+    history = result.history
+    assert history["step"].tolist() == [3, 4, 7, 8]
+    assert history["images_seen"].tolist() == [6, 8, 14, 16]
+    assert history["epoch"].tolist() == [0.75, 1.0, 1.75, 2.0]
+
+
+def test_history_has_one_row_per_validation_with_its_metrics_and_lr():
+    model = nn.Linear(2, 2, bias=False)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    result = fit(
+        model,
+        criterion=nn.CrossEntropyLoss(),
+        optimizer=optimizer,
+        train_loader=LOADER,
+        val_loader=LOADER,
+        settings=CPU,
+        budget=_budget(max_steps=3, patience=None),
+        schedule=Schedule(torch.optim.lr_scheduler.StepLR(optimizer, 1, gamma=0.5), "epoch"),
+    )
+    history = result.history
+    assert history["step"].tolist() == [1, 2, 3]
+    assert history["lr"].tolist() == pytest.approx([0.1, 0.05, 0.025])
+    assert not history["backbone_frozen"].any()
+    columns = ["train_loss", "train_accuracy", "val_loss", "val_accuracy", "seconds"]
+    assert history[columns].notna().all().all()
+    assert history["val_loss"].is_monotonic_decreasing  # it does learn
+
+
+def test_a_plateau_schedule_decays_the_lr_after_its_patience():
+    model = nn.Linear(2, 2, bias=False)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, "max", factor=0.5, patience=0)
+    optimizer.param_groups[0]["lr"] = 1.0
+    result = fit(
+        model,
+        criterion=nn.CrossEntropyLoss(),
+        optimizer=optimizer,
+        train_loader=LOADER,
+        val_loader=LOADER,
+        settings=CPU,
+        budget=_budget(max_steps=4, patience=None),
+        schedule=Schedule(scheduler, "validation"),
+        on_epoch_start=lambda epoch: model.weight.data.copy_(RIGHT),  # never improves
+    )
+    # Each row shows the lr its steps trained with; the first validation sets the best.
+    assert result.history["lr"].tolist() == [1.0, 1.0, 0.5, 0.25]
+
+
+def test_the_backbone_is_frozen_for_the_warmup_steps_only():
+    backbone, head = nn.Linear(2, 2), nn.Linear(2, 2)
+    model = nn.Sequential(backbone, head)
+    before = backbone.weight.detach().clone()
+    result = fit(
+        model,
+        criterion=nn.CrossEntropyLoss(),
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+        train_loader=LOADER,
+        val_loader=LOADER,
+        settings=CPU,
+        budget=_budget(max_steps=2, patience=None),
+        backbone=backbone,
+        warmup_steps=1,
+    )
+    assert result.history["backbone_frozen"].tolist() == [True, False]
+    assert not torch.equal(backbone.weight, before)  # trained after the warm-up
+    assert backbone.weight.requires_grad
+
+
+def test_a_budget_in_images_becomes_steps_with_a_minimum():
+    budget = Budget.from_images(
+        max_images=100, batch_size=32, min_steps=2, val_every_steps=10, patience=3
+    )
+    assert budget.max_steps == 4  # ceil(100 / 32)
+    small = Budget.from_images(
+        max_images=30, batch_size=32, min_steps=50, val_every_steps=10, patience=3
+    )
+    assert small.max_steps == 50  # a tiny data set still gets min_steps updates
