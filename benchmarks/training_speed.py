@@ -541,10 +541,11 @@ def _fixed_epochs(epochs: int, train_images: int, *, block: Any) -> dict[str, An
     """Settings that train exactly ``epochs`` epochs at a given lr: the budget's cap with no
     early stopping and no lr search, so that runs are comparable (see docs/performance.md)."""
     lr = block.lr if block.lr != "auto" else 0.001
+    steps = epochs * -(-train_images // block.batch_size)  # every epoch's last batch too
     return {
         "lr": lr,
-        "max_images": epochs * train_images,
-        "min_steps": 1,
+        "max_images": steps * block.batch_size,
+        "min_steps": steps,
         "patience": None,
         "val_every_steps": 10**6,
     }
@@ -894,10 +895,11 @@ def main() -> None:
     """Renders the photos, measures, and prints the tables."""
     settings = _parse_args()
     params = load_parameters()
-    warm_up_epochs = params.finetune.backbone_frozen_epochs
-    if settings.epochs <= warm_up_epochs:
-        sys.exit(f"--epochs must exceed finetune.backbone_frozen_epochs ({warm_up_epochs})")
-    preprocessing = preprocessing_for(params.model.backbone, params.model.image_size).to_dict()
+    # The rendered photos' size, as `image_size: auto` resolves it for the demo photos.
+    photo_sides = [params.demo_data.image_size]
+    preprocessing = preprocessing_for(
+        params.model.backbone, params.model.image_size, photo_sides
+    ).to_dict()
     print("\n".join(machine_header(params, preprocessing, settings)) + "\n", flush=True)
     largest = max((settings.train_images, *(SCALING_TRAIN_IMAGES if settings.scaling else ())))
     with tempfile.TemporaryDirectory(prefix="transfer-study-speed-") as scratch:

@@ -204,7 +204,11 @@ def test_every_cell_and_seed_reaches_the_report(ablation: Path):
 
 def test_each_cell_is_an_mlflow_child_run_with_its_coordinates(ablation: Path):
     children = _children_of_latest_parent(ablation)
+    # Each variant's learning-rate choice has its own child run: what every cell used.
+    choices = {variant: children.pop(variant) for variant in VARIANTS}
     assert sorted(children) == sorted(f"ablation.{cell}" for cell in CELLS)
+    for variant, run in choices.items():
+        assert "lr_choice.lr" in run.data.metrics, variant
     for name, run in children.items():
         tags = run.data.tags
         assert run.info.status == "FINISHED"
@@ -234,10 +238,11 @@ def test_rerun_with_only_missing_outputs_redoes_only_what_is_missing(ablation: P
         assert after[cell].stat().st_mtime_ns == written[cell], cell
     assert _model_file(ablation, "frozen.n8_a2_s0").stat().st_mtime_ns == trained  # not retrained
     assert _model_file(ablation, "frozen.n4_a1_s0").exists()
-    assert sorted(_children_of_latest_parent(ablation)) == [
-        "ablation.frozen.n4_a1_s0",
-        "ablation.frozen.n8_a2_s0",
-    ]
+    # The frozen cells' settings are resolved again (they are kept in memory), under the
+    # variant's own child run; its learning-rate choice, saved, is not searched again.
+    children = _children_of_latest_parent(ablation)
+    assert sorted(children) == ["ablation.frozen.n4_a1_s0", "ablation.frozen.n8_a2_s0", "frozen"]
+    assert "lr_choice.lr" not in children["frozen"].data.metrics
 
 
 def test_a_grid_changed_only_at_run_time_is_refused_with_what_to_do(ablation: Path):

@@ -148,7 +148,9 @@ def test_default_run_trains_three_variants_and_writes_the_comparison(project: Pa
             comparison.set_index("variant").loc[variant, "accuracy"]
         )
         history = pd.read_csv(reporting / variant / "training_history.csv")
-        assert len(history) == 2
+        summary = json.loads((reporting / variant / "training_summary.json").read_text())
+        assert history["step"].iloc[-1] == summary["steps"] <= summary["max_steps"]
+        assert summary["converged"] == (summary["stop_reason"] == "patience")
         for figure in ("confusion_matrix.png", "training_curves.png"):
             assert (reporting / variant / figure).stat().st_size > 0
         assert (project / f"data/06_models/{variant}/model.pt").stat().st_size > 0

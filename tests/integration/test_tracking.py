@@ -120,6 +120,7 @@ def test_the_parent_run_shows_each_parameter_block_as_json(study: Path):
         "min_steps": 4,
         "head_warmup_steps": 2,
         "backbone_lr_multiplier": 0.01,
+        "batchnorm": "fixed",
     }
     assert json.loads(params["model"]) == {"backbone": "efficientnet_lite0", "image_size": 32}
 
