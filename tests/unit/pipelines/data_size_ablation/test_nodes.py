@@ -288,9 +288,7 @@ def test_summarise_cell_rejects_predictions_of_other_photos() -> None:
         ["accuracy", "accuracy_ci_low", "accuracy_ci_high", "balanced_accuracy"], 0.5
     )
     with pytest.raises(ValueError, match="not of this cell's test photos"):
-        summarise_cell(
-            cell(4, 1), {**SUMMARY, "variant": "x"}, metrics, predictions, subset
-        )
+        summarise_cell(cell(4, 1), {**SUMMARY, "variant": "x"}, metrics, predictions, subset)
 
 
 def _ablation(training_overrides: dict) -> AblationSettings:
