@@ -6,7 +6,9 @@ import pandas as pd
 import pytest
 import torch
 
+from tests.helpers.settings import study_training_settings
 from transfer_study.training.balance import class_weights, headline_metric, is_imbalanced
+from transfer_study.training.setup import _criterion
 
 
 def _split(counts: dict[str, int]) -> pd.DataFrame:
@@ -43,3 +45,13 @@ def test_weights_can_be_forced_on_or_off():
     assert class_weights([0, 1, 1, 1], 3, True, imbalanced=False).tolist() == pytest.approx(
         [4 / 2, 4 / 6, 1.0]  # class 2 has no training photo: weight 1
     )
+
+
+def test_the_training_loss_is_weighted_only_for_an_imbalanced_split():
+    settings = study_training_settings("frozen")  # class_weights: auto
+    imbalanced = _split({"a": 30, "b": 10})
+    labels = [0] * 30 + [1] * 10
+    weighted = _criterion(settings, imbalanced, labels, 2)
+    assert weighted.weight.tolist() == pytest.approx([40 / 60, 40 / 20])
+    balanced = _split({"a": 20, "b": 20})
+    assert _criterion(settings, balanced, [0] * 20 + [1] * 20, 2).weight is None
