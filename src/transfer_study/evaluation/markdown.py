@@ -127,12 +127,21 @@ def _fit_row(variant: str, fit: Mapping[str, Any]) -> list[str]:
 
 
 def _curve_row_cells(row: pd.Series) -> list[str]:
-    return [
+    cells = [
         str(row["variant"]),
         *(str(int(row[column])) for column in ("n_samples", "n_angles", "n_images", "n_seeds")),
         _with_ci(_cell(row)),
         f"{100 * row['accuracy_std']:.1f} pt",
     ]
+    if {"steps_mean", "n_converged"} <= set(row.index):  # how the cells trained
+        cells += [f"{row['steps_mean']:.0f}", f"{int(row['n_converged'])} of {int(row['n_seeds'])}"]
+    return cells
+
+
+def _training_headers(curve: pd.DataFrame) -> list[str]:
+    if {"steps_mean", "n_converged"} <= set(curve.columns):
+        return ["Steps (mean)", "Converged"]
+    return []
 
 
 def recommendation_markdown(recommendation: Mapping[str, Any], curve: pd.DataFrame) -> str:
@@ -176,6 +185,7 @@ def recommendation_markdown(recommendation: Mapping[str, Any], curve: pd.DataFra
     lines += ["", "## Every cell (mean over seeds)", ""]
     headers = ["Variant", "Samples", "Angles", "Photos", "Seeds", f"Accuracy [{ci}]"]
     lines += _markdown_table(
-        [*headers, "Std over seeds"], [_curve_row_cells(row) for _, row in curve.iterrows()]
+        [*headers, "Std over seeds", *_training_headers(curve)],
+        [_curve_row_cells(row) for _, row in curve.iterrows()],
     )
     return "\n".join(lines) + "\n"

@@ -387,3 +387,18 @@ def test_heatmap_has_a_panel_per_variant_with_annotated_cells() -> None:
 def test_figures_reject_an_empty_curve() -> None:
     with pytest.raises(ValueError, match="no cells"):
         learning_curve_figure(CURVE.iloc[:0])
+
+
+def test_markdown_lists_how_each_cell_trained_when_the_curve_says() -> None:
+    curve = CURVE.assign(steps_mean=120.0, n_converged=2)
+    report = recommendation_markdown(recommend_data_budget(curve, **BUDGET), curve)
+    cells = markdown_tables(report)[-1]
+    assert cells[0][-2:] == ["Steps (mean)", "Converged"]
+    assert cells[1][-2:] == ["120", f"2 of {int(curve['n_seeds'].iloc[0])}"]
+    # Without those columns (an older curve), the table keeps its shape.
+    assert (
+        "Converged"
+        not in markdown_tables(
+            recommendation_markdown(recommend_data_budget(CURVE, **BUDGET), CURVE)
+        )[-1][0]
+    )
