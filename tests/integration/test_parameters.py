@@ -72,10 +72,10 @@ def test_overrides_of_one_variant_and_of_all_reach_the_resolved_settings(project
     )
     assert (finetune["lr"], finetune["compile"], finetune["max_images"]) == (0.001, False, 48)
     assert scratch["compile"] is False
-    assert (
-        scratch["lr"]
-        == json.loads((reporting / "scratch" / "learning_rate.json").read_text())["lr"]
-    )  # lr: auto, the range test's choice
+    scratch_choice = json.loads(
+        (project / "data/06_models/scratch/learning_rate.json").read_text()
+    )
+    assert scratch["lr"] == scratch_choice["lr"]  # lr: auto, the range test's choice
     assert finetune["backbone_lr_multiplier"] == 0.01 and scratch["backbone_lr_multiplier"] == 1.0
     assert finetune["batch_size"] == scratch["batch_size"] == 8  # training_defaults, tiny
 
@@ -88,6 +88,5 @@ def test_overrides_of_one_variant_and_of_all_reach_the_resolved_settings(project
         )
     }
     assert children["finetune"]["training.lr"] == "0.001"
-    scratch_choice = json.loads((reporting / "scratch" / "learning_rate.json").read_text())
     assert float(children["scratch"]["training.lr"]) == pytest.approx(scratch_choice["lr"])
     assert children["finetune"]["training.compile"] == "False"
