@@ -106,9 +106,7 @@ def test_child_runs_hold_the_trainings_own_flattened_parameters(study: Path):
     assert children["frozen"].data.params["training.head_warmup_steps"] == "0"
     assert children["finetune"].data.params["training.backbone_lr_multiplier"] == "0.01"
     for variant, run in children.items():  # the chosen lr, not "auto"
-        choice = json.loads(
-            (study / f"data/06_models/{variant}/learning_rate.json").read_text()
-        )
+        choice = json.loads((study / f"data/06_models/{variant}/learning_rate.json").read_text())
         assert float(run.data.params["training.lr"]) == pytest.approx(choice["lr"])
         assert run.data.metrics["lr_choice.lr"] == pytest.approx(choice["lr"])
     assert children["scratch"].data.params["training.weights"] == "none"
