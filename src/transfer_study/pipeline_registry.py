@@ -6,9 +6,10 @@ from kedro.pipeline import Pipeline
 from transfer_study.pipelines import data_processing
 from transfer_study.pipelines.data_size_ablation.pipeline import configured_grid
 from transfer_study.pipelines.variant_template import (
-    VARIANTS,
     embedding_pipeline,
+    needs_features,
     variant_learning_rate_pipeline,
+    variants_needed,
 )
 
 # Pipelines that a plain `kedro run` leaves out: they are run by name.
@@ -34,14 +35,13 @@ def register_pipelines() -> dict[str, Pipeline]:
     )
     if "data_size_ablation" in pipelines:
         grid = configured_grid()
-        needs_features = any(VARIANTS[variant] == "features" for variant in grid["variants"])
+        # A probed variant (fine-tune) also needs the features and the frozen variant's
+        # chosen settings, whether or not the grid trains frozen cells.
+        variants = variants_needed(grid["variants"])
         shared = (
             data_processing.create_pipeline()
-            + (embedding_pipeline() if needs_features else Pipeline([]))
-            + sum(
-                (variant_learning_rate_pipeline(variant) for variant in grid["variants"]),
-                Pipeline([]),
-            )
+            + (embedding_pipeline() if any(map(needs_features, variants)) else Pipeline([]))
+            + sum((variant_learning_rate_pipeline(variant) for variant in variants), Pipeline([]))
         )
         pipelines["data_size_ablation"] = shared + pipelines["data_size_ablation"]
     return pipelines

@@ -107,7 +107,9 @@ def test_every_cell_is_one_namespace_with_the_variant_template(ablation, configu
             namespaces.setdefault(node.namespace, set()).add(node.name.rsplit(".", 1)[-1])
     assert set(namespaces) == _cells(configured_grid)
     for cell, names in namespaces.items():
-        assert names == CELL_NODES, cell
+        # A fine-tune cell first probes its head on the cell's own subset of features.
+        probed = CELL_NAMESPACE.match(cell)["variant"] == "finetune"
+        assert names == CELL_NODES | ({"probe_head_node"} if probed else set()), cell
 
 
 def test_each_cell_trains_with_its_variants_block_and_its_own_subset(ablation, configured_grid):

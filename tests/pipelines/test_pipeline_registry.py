@@ -84,7 +84,7 @@ def test_pipelines_run_by_name_only_are_not_in_default(registered_pipelines, nam
             f"{variant}.{node}"
             for variant in VARIANTS
             for node in ("resolve_training_settings_node", "choose_learning_rate_node")
-        }
+        } | {"finetune.probe_head_node"}  # the study's probe, before its range test
     assert own
     assert not own & _names(registered_pipelines["__default__"])
 
@@ -120,3 +120,22 @@ def test_the_import_check_sees_relative_and_absolute_imports(tmp_path: Path):
     assert f"{PIPELINES_MODULE}.reporting" in imported
     assert f"{PIPELINES_MODULE}.variant_template" in imported
     assert f"{PIPELINES_MODULE}.inference.nodes" in imported
+
+
+def test_a_finetune_only_ablation_still_probes_with_the_frozen_variants_choice(monkeypatch):
+    from transfer_study import pipeline_registry
+    from transfer_study.pipelines.data_size_ablation import pipeline as ablation_pipeline
+
+    grid = ablation_pipeline.configured_grid() | {"variants": ["finetune"]}
+    monkeypatch.setattr(ablation_pipeline, "configured_grid", lambda: grid)
+    monkeypatch.setattr(pipeline_registry, "configured_grid", lambda: grid)
+    ablation = pipeline_registry.register_pipelines()["data_size_ablation"]
+    names = _names(ablation)
+    assert {"embed_images_node", "frozen.choose_learning_rate_node"} <= names
+    assert not {n for n in names if n.startswith("ablation.frozen.")}
+    # Every input of a cell's probe is produced inside the ablation.
+    probes = [n for n in ablation.nodes if n.name.endswith(".probe_head_node")]
+    assert probes
+    produced = ablation.all_outputs()
+    for probe in probes:
+        assert {i for i in probe.inputs if not i.startswith("params:")} <= produced

@@ -133,7 +133,8 @@ def test_variants_share_the_study_inputs_and_write_namespaced_outputs():
     expected = {f"{v}.{name}" for v in VARIANTS for name in PER_VARIANT_OUTPUTS}
     settings = {f"{v}.training_settings" for v in VARIANTS} | {"embedding_settings"}
     shared = {"backbone_features", "study_time_estimate"}
-    assert pipeline.all_outputs() == expected | settings | shared
+    probe = {"finetune.probe_head"}  # fine-tune's head, probed on the cached features
+    assert pipeline.all_outputs() == expected | settings | shared | probe
     for variant in VARIANTS:
         evaluate = _node(pipeline, f"{variant}.evaluate_node")
         assert evaluate.inputs[0] == f"{variant}.model"
@@ -268,3 +269,20 @@ def test_an_unknown_optimizer_in_one_block_stops_that_variant(study_inputs):
     with pytest.raises(Exception, match="optimizer"):
         parameters = project_parameters({**OVERRIDES, "finetune.optimizer": "adamx"}, pipeline)
         run_in_memory(pipeline, {**parameters, **study_inputs})
+
+
+def test_finetune_starts_from_a_head_probed_with_the_frozen_variants_choice():
+    pipeline = create_pipeline()
+    probe = _node(pipeline, "finetune.probe_head_node")
+    assert {
+        "backbone_features",
+        "finetune.training_settings",
+        "frozen.training_settings",
+        "frozen.learning_rate",
+    } <= set(probe.inputs)
+    assert probe.outputs == ["finetune.probe_head"]
+    # The range test and the training both start from the probed head.
+    for name in ("finetune.choose_learning_rate_node", "finetune.train_node"):
+        assert "finetune.probe_head" in _node(pipeline, name).inputs
+    for variant in ("scratch", "frozen"):
+        assert not [n for n in pipeline.nodes if n.name.startswith(f"{variant}.probe")]

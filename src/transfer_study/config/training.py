@@ -109,6 +109,9 @@ class TrainingSettings(Settings):
     head_warmup_steps: NonNegativeInt = Field(
         description="steps training only the head before the backbone unfreezes"
     )
+    head_init: Literal["random", "probe"] = Field(
+        description="fine-tune's head: random, or probe (first trained on cached features)"
+    )
     batchnorm: Literal["train", "fixed"] = Field(
         description="a training backbone's BatchNorm: train (update statistics) or fixed"
     )

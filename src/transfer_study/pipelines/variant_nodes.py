@@ -27,8 +27,10 @@ from transfer_study.training.features import embed_images
 from transfer_study.training.seeds import train_over_seeds
 from transfer_study.training.testing import evaluate_over_seeds
 from transfer_study.training.variants import (
+    HeadState,
     choose_lr_on_features,
     choose_lr_on_images,
+    probe_head,
     train_on_features,
     train_on_images,
 )
@@ -59,6 +61,7 @@ def choose_image_variant_lr(
     preprocessing: dict[str, Any],
     model: ModelSettings,
     settings: TrainingSettings,
+    head: HeadState | None = None,
 ) -> tuple[dict[str, Any], Figure]:
     """The learning rate of scratch or fine-tune: as given, or by a range test.
 
@@ -68,13 +71,43 @@ def choose_image_variant_lr(
         preprocessing: ``resolve_preprocessing``' output.
         model: ``params:model``.
         settings: The variant's resolved settings (``lr``, ``lr_search``).
+        head: Fine-tune: the head training starts from (``probe_variant_head``).
 
     Returns:
         The choice (``lr``, ``source``, the test's settings) and the range-test plot.
     """
     spec = Preprocessing.from_dict(preprocessing)
-    choice, curve = choose_lr_on_images(decoded_images, split, spec, model, settings)
+    choice, curve = choose_lr_on_images(decoded_images, split, spec, model, settings, head)
     return choice, lr_range_test_figure(curve, choice)
+
+
+def probe_variant_head(
+    backbone_features: Cache,
+    split: pd.DataFrame,
+    preprocessing: dict[str, Any],
+    model: ModelSettings,
+    settings: TrainingSettings,
+    probe_settings: TrainingSettings,
+    probe_learning_rate: Mapping[str, Any],
+) -> HeadState | None:
+    """Fine-tune's starting head: trained on the cached features (``head_init: probe``).
+
+    Args:
+        backbone_features: The feature cache written by ``embed_backbone_features``.
+        split: The split table (an ablation cell's subset in a cell).
+        preprocessing: ``resolve_preprocessing``' output.
+        model: ``params:model``.
+        settings: Fine-tune's resolved settings (``head_init``, ``head``, ``seed``).
+        probe_settings: The frozen variant's resolved settings: how a head is trained on
+            the features.
+        probe_learning_rate: The frozen variant's chosen learning rate.
+
+    Returns:
+        The head's state, or ``None`` for ``head_init: random``.
+    """
+    spec = Preprocessing.from_dict(preprocessing)
+    probe = with_overrides(probe_settings, lr=float(probe_learning_rate["lr"]))
+    return probe_head(backbone_features, split, spec, model, settings, probe)
 
 
 def choose_feature_variant_lr(
@@ -98,6 +131,7 @@ def train_image_variant(
     model: ModelSettings,
     settings: TrainingSettings,
     learning_rate: Mapping[str, Any],
+    head: HeadState | None = None,
 ) -> Trained:
     """Trains scratch or fine-tune end to end on the cached images, to convergence, once
     per seed.
@@ -109,6 +143,7 @@ def train_image_variant(
         model: ``params:model``.
         settings: The variant's resolved settings.
         learning_rate: The variant's chosen learning rate (``choose_image_variant_lr``).
+        head: Fine-tune: the head every seed starts from (``probe_variant_head``).
 
     Returns:
         The kept checkpoint (the seed with the best validation metric), its history (one
@@ -117,7 +152,8 @@ def train_image_variant(
     spec = Preprocessing.from_dict(preprocessing)
     chosen = with_overrides(settings, lr=float(learning_rate["lr"]))
     return train_over_seeds(
-        lambda seeded: train_on_images(decoded_images, split, spec, model, seeded), chosen
+        lambda seeded: train_on_images(decoded_images, split, spec, model, seeded, head),
+        chosen,
     )
 
 

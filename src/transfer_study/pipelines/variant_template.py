@@ -16,6 +16,7 @@ from .variant_nodes import (
     embed_backbone_features,
     evaluate_variant,
     plot_training_curves,
+    probe_variant_head,
     resolve_variant_settings,
     train_feature_variant,
     train_image_variant,
@@ -24,6 +25,13 @@ from .variant_nodes import (
 # Variant name → trains on cached images, or on backbone features embedded once.
 VARIANTS: dict[str, str] = {"scratch": "images", "frozen": "features", "finetune": "images"}
 FEATURES_VARIANT = "frozen"  # whose settings embed the photos once for every frozen run
+# Variants whose head starts as a probe on the cached features (``head_init: probe``),
+# trained with the frozen variant's settings and learning rate: the probe's inputs.
+PROBED_VARIANTS = ("finetune",)
+PROBE_INPUTS = {
+    "probe_settings": f"{FEATURES_VARIANT}.training_settings",
+    "probe_learning_rate": f"{FEATURES_VARIANT}.learning_rate",
+}
 TRAINING_DEFAULTS = "params:training_defaults"
 # Kept outside the variant's namespace when it is applied.
 SHARED_PARAMETERS = ("params:model", "params:evaluation", TRAINING_DEFAULTS)
@@ -55,21 +63,56 @@ def training_node_and_data(variant: str) -> tuple[Callable, str]:
     return train_image_variant, "decoded_images"
 
 
+def needs_features(variant: str) -> bool:
+    """Whether ``variant`` reads the cached backbone features (to train, or to probe)."""
+    return VARIANTS[variant] == "features" or variant in PROBED_VARIANTS
+
+
+def variants_needed(variants: list[str]) -> list[str]:
+    """``variants`` and the variant whose chosen settings probe them, in study order."""
+    wanted = set(variants) | ({FEATURES_VARIANT} if set(variants) & set(PROBED_VARIANTS) else set())
+    return [variant for variant in VARIANTS if variant in wanted]
+
+
+def probe_node(training_settings: str) -> Node:
+    """Trains fine-tune's starting head on the cached features (``probe_head``)."""
+    return Node(
+        func=probe_variant_head,
+        inputs=[
+            "backbone_features",
+            "split",
+            "preprocessing",
+            "params:model",
+            training_settings,
+            *PROBE_INPUTS,
+        ],
+        outputs="probe_head",
+        name="probe_head_node",
+    )
+
+
+def _probe(variant: str) -> list[str]:
+    return ["probe_head"] if variant in PROBED_VARIANTS else []
+
+
 def learning_rate_pipeline(variant: str) -> Pipeline:
     """Chooses ``variant``'s learning rate (``lr: auto``: a range test), un-namespaced.
 
     Its output ``learning_rate`` is what the study's training and every ablation cell of
-    the variant train with: one search per variant, none per cell.
+    the variant train with: one search per variant, none per cell. A probed variant
+    probes its head first (``probe_head``), and the range test starts from it.
     """
     _, training_data = training_node_and_data(variant)
     choose = (
         choose_feature_variant_lr if VARIANTS[variant] == "features" else (choose_image_variant_lr)
     )
+    probe = [probe_node("training_settings")] if variant in PROBED_VARIANTS else []
     return Pipeline(
         [
             _resolve_node(
                 variant, "params:training", "training_settings", "resolve_training_settings_node"
             ),
+            *probe,
             Node(
                 func=choose,
                 inputs=[
@@ -78,6 +121,7 @@ def learning_rate_pipeline(variant: str) -> Pipeline:
                     "preprocessing",
                     "params:model",
                     "training_settings",
+                    *_probe(variant),
                 ],
                 outputs=["learning_rate", "lr_range_test"],
                 name="choose_learning_rate_node",
@@ -110,6 +154,7 @@ def variant_template(variant: str, training_settings: str = "training_settings")
                     "params:model",
                     training_settings,
                     "learning_rate",
+                    *_probe(variant),
                 ],
                 outputs=["model", "training_history", "training_summary", "seed_models"],
                 name="train_node",
@@ -135,8 +180,13 @@ def _namespaced(pipeline: Pipeline, variant: str) -> Pipeline:
     return Pipeline(
         pipeline,
         namespace=variant,
-        # Every free input (decoded images, split, features, ...) is shared by the study.
-        inputs={name for name in pipeline.inputs() if not name.startswith("params:")},
+        # Every free input (decoded images, split, features, ...) is shared by the study;
+        # a probe reads the frozen variant's chosen settings.
+        inputs={
+            name: PROBE_INPUTS.get(name, name)
+            for name in pipeline.inputs()
+            if not name.startswith("params:")
+        },
         parameters={
             **{shared: shared for shared in SHARED_PARAMETERS if shared in pipeline.inputs()},
             "params:training": f"params:{variant}",

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import pandas as pd
+import torch
 
 from transfer_study.config import ModelSettings, TrainingSettings, with_overrides
 from transfer_study.models.checkpoint import make_checkpoint
@@ -29,6 +30,7 @@ Cache = Mapping[str, Callable[[], dict]]
 LR_FROM_RANGE_TEST = "range test"
 LR_FROM_VALIDATION = "validation"
 LR_GIVEN = "given"
+HeadState = dict[str, torch.Tensor]
 
 
 def training_data_profile(split: pd.DataFrame) -> dict[str, Any]:
@@ -232,19 +234,80 @@ def _search_head_on_validation(
     return lr, table
 
 
+def probe_head(
+    backbone_features: Cache,
+    split: pd.DataFrame,
+    preprocessing: Preprocessing,
+    model: ModelSettings,
+    settings: TrainingSettings,
+    probe_settings: TrainingSettings,
+) -> HeadState | None:
+    """The head ``settings`` (fine-tune) starts from: ``None`` for ``head_init: random``;
+    for ``probe``, a head of the same shape trained to convergence on the cached backbone
+    features with ``probe_settings`` (the frozen variant's, with a numeric ``lr``).
+
+    Linear probing before fine-tuning (Kumar et al. 2022, "Fine-Tuning can Distort
+    Pretrained Features"): a random head's large gradients otherwise reach the backbone
+    first and move it away from what it knows.
+
+    Raises:
+        ValueError: If the probe's backbone weights differ from the fine-tune's (the cached
+            features would not be the fine-tune's backbone's).
+    """
+    if settings.head_init == "random":
+        return None
+    if probe_settings.weights != settings.weights:
+        raise ValueError(
+            f"Variant '{settings.name}' (head_init: probe) starts from a head trained on the "
+            f"features of weights '{probe_settings.weights}', but trains weights "
+            f"'{settings.weights}': give both variants the same weights, or set "
+            f"{settings.name}.head_init: random."
+        )
+    probe = with_overrides(
+        probe_settings, head=settings.head.model_dump(), seed=settings.seed, seeds=1
+    )
+    setup = feature_setup(backbone_features, split, preprocessing, model, probe)
+    result = _fit(setup, probe)
+    best = result.best
+    logger.info(
+        "%s: head probed on cached features for %d steps (validation %s %.3f).",
+        settings.name,
+        int(result.history["step"].iloc[-1]),
+        setup.metric.replace("_", " "),
+        float(best["val_metric"]),
+    )
+    return {k: v.detach().cpu().clone() for k, v in setup.classifier.head.state_dict().items()}
+
+
+def _image_setup(
+    decoded_images: Cache,
+    split: pd.DataFrame,
+    preprocessing: Preprocessing,
+    model: ModelSettings,
+    settings: TrainingSettings,
+    head: HeadState | None,
+) -> TrainingSetup:
+    setup = image_setup(decoded_images, split, preprocessing, model, settings)
+    if head is not None:
+        setup.classifier.head.load_state_dict(head)
+    return setup
+
+
 def choose_lr_on_images(
     decoded_images: Cache,
     split: pd.DataFrame,
     preprocessing: Preprocessing,
     model: ModelSettings,
     settings: TrainingSettings,
+    head: HeadState | None = None,
 ) -> tuple[dict[str, Any], pd.DataFrame]:
-    """The learning rate of scratch or fine-tune (``lr: auto``: a range test).
+    """The learning rate of scratch or fine-tune (``lr: auto``: a range test), from the
+    model training will start from (with ``head``, the probed head, when given).
 
     Returns:
         The choice (``lr``, ``source`` and the test's figures) and the test's curve.
     """
-    setup = image_setup(decoded_images, split, preprocessing, model, settings)
+    setup = _image_setup(decoded_images, split, preprocessing, model, settings, head)
     return _choose_lr(setup, settings)
 
 
@@ -266,6 +329,7 @@ def train_on_images(
     preprocessing: Preprocessing,
     model: ModelSettings,
     settings: TrainingSettings,
+    head: HeadState | None = None,
 ) -> tuple[dict[str, Any], pd.DataFrame, dict[str, Any]]:
     """Trains a variant end to end on cached images (scratch and fine-tune).
 
@@ -275,11 +339,12 @@ def train_on_images(
         preprocessing: Input size and normalisation.
         model: The ``model`` parameters (``backbone``).
         settings: The variant's settings, with a numeric ``lr``.
+        head: The head to start from (``probe_head``); ``None``: a random one.
 
     Returns:
         The checkpoint, the history (one row per validation) and a training summary.
     """
-    setup = image_setup(decoded_images, split, preprocessing, model, settings)
+    setup = _image_setup(decoded_images, split, preprocessing, model, settings, head)
     return _train(setup, split, preprocessing, model, settings)
 
 

@@ -323,3 +323,46 @@ def test_models_are_compiled_only_on_cuda_unless_asked():
     assert isinstance(
         maybe_compile(model, True, torch.device("cpu")), torch._dynamo.OptimizedModule
     )
+
+
+def _head(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k.removeprefix("head."): v for k, v in state.items() if k.startswith("head.")}
+
+
+def test_probe_is_the_frozen_training_with_the_finetunes_head_and_seed(data):
+    decoded, split = data
+    frozen = _variant("frozen", channels_last=False, num_workers=0, seed=0)
+    finetune = _variant("finetune", head_init="probe", seed=3)
+    cached = _materialised(embed_images(decoded, split, PREPROCESSING, MODEL, frozen))
+    head = variants.probe_head(cached, split, PREPROCESSING, MODEL, finetune, frozen)
+    # The fine-tune's seed, not the frozen variant's.
+    reseeded = with_overrides(frozen, seed=3)
+    trained, _, _ = train_on_features(cached, split, PREPROCESSING, MODEL, reseeded)
+    expected = _head(trained["state_dict"])
+    assert head.keys() == expected.keys()
+    for key, tensor in expected.items():
+        torch.testing.assert_close(head[key], tensor)
+    random_head = with_overrides(finetune, head_init="random")
+    assert variants.probe_head(cached, split, PREPROCESSING, MODEL, random_head, frozen) is None
+
+
+def test_finetune_starts_from_the_probed_head(data):
+    decoded, split = data
+    frozen = _variant("frozen", channels_last=False, num_workers=0)
+    cached = _materialised(embed_images(decoded, split, PREPROCESSING, MODEL, frozen))
+    # An lr so small that training leaves every weight where it started.
+    finetune = _variant("finetune", head_init="probe", lr=1e-12, max_images=8)
+    head = variants.probe_head(cached, split, PREPROCESSING, MODEL, finetune, frozen)
+    probed, _, _ = train_on_images(decoded, split, PREPROCESSING, MODEL, finetune, head)
+    unprobed, _, _ = train_on_images(decoded, split, PREPROCESSING, MODEL, finetune)
+    for key, tensor in head.items():
+        torch.testing.assert_close(_head(probed["state_dict"])[key], tensor, atol=1e-6, rtol=0)
+        assert not torch.allclose(_head(unprobed["state_dict"])[key], tensor)
+
+
+def test_a_probe_on_other_weights_is_refused(data, tmp_path):
+    decoded, split = data
+    frozen = _variant("frozen")
+    finetune = _variant("finetune", head_init="probe", weights=str(tmp_path / "mine.pth"))
+    with pytest.raises(ValueError, match="head_init: random"):
+        variants.probe_head({}, split, PREPROCESSING, MODEL, finetune, frozen)

@@ -25,7 +25,11 @@ from kedro.utils import find_kedro_project
 
 from transfer_study.config import AblationSettings, parse_settings
 from transfer_study.pipelines.variant_template import (
+    PROBE_INPUTS,
+    PROBED_VARIANTS,
     bound,
+    needs_features,
+    probe_node,
     training_node_and_data,
     variant_template,
 )
@@ -88,8 +92,10 @@ def _cell_pipeline(variant: str, cell: dict[str, Any]) -> Pipeline:
             ),
         ]
     )
+    probed = variant in PROBED_VARIANTS
+    probe = Pipeline([probe_node("cell_training_settings")] if probed else [])
     return Pipeline(
-        cell_nodes + variant_template(variant, training_settings="cell_training_settings"),
+        cell_nodes + probe + variant_template(variant, training_settings="cell_training_settings"),
         namespace=f"ablation.{cell_name(variant, cell)}",
         inputs={
             "study_split": "ablation_split",
@@ -97,6 +103,8 @@ def _cell_pipeline(variant: str, cell: dict[str, Any]) -> Pipeline:
             "training_settings": f"{variant}.training_settings",
             "learning_rate": f"{variant}.learning_rate",
             **{shared: shared for shared in ("decoded_images", "preprocessing", data)},
+            **({"backbone_features": "backbone_features"} if needs_features(variant) else {}),
+            **(PROBE_INPUTS if probed else {}),
         },
         parameters={
             **{shared: shared for shared in ("params:model", "params:evaluation")},
