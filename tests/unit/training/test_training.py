@@ -361,7 +361,7 @@ def test_finetune_starts_from_the_probed_head(data):
 
 
 def test_a_probe_on_other_weights_is_refused(data, tmp_path):
-    decoded, split = data
+    _, split = data
     frozen = _variant("frozen")
     finetune = _variant("finetune", head_init="probe", weights=str(tmp_path / "mine.pth"))
     with pytest.raises(ValueError, match="head_init: random"):
