@@ -66,13 +66,23 @@ def test_bootstrap_is_deterministic_for_a_seed():
     assert first != other
 
 
-@pytest.mark.parametrize("value", [True, False])
-def test_bootstrap_all_equal_predictions_give_a_point_interval(value):
-    expected = float(value)
-    correct = np.full(30, value)
+def test_every_photo_right_gives_the_clopper_pearson_interval_over_samples():
+    # 10 samples x 3 photos, all right: P(10 of 10 | p) = 0.025 at the lower bound, so
+    # p = 0.025 ** (1 / 10); over the 30 photos it would be 0.025 ** (1 / 30).
+    correct = np.full(30, True)
     groups = np.repeat(np.arange(10), 3)
-    assert bootstrap_accuracy_ci(correct) == (expected, expected, expected)
-    assert bootstrap_accuracy_ci(correct, groups) == (expected, expected, expected)
+    accuracy, low, high = bootstrap_accuracy_ci(correct, groups, confidence=0.95)
+    assert (accuracy, high) == (1.0, 1.0)
+    assert low == pytest.approx(0.025 ** (1 / 10))
+    assert bootstrap_accuracy_ci(correct)[1] == pytest.approx(0.025 ** (1 / 30))
+
+
+def test_every_photo_wrong_gives_the_clopper_pearson_interval_over_samples():
+    correct = np.full(30, False)
+    groups = np.repeat(np.arange(10), 3)
+    accuracy, low, high = bootstrap_accuracy_ci(correct, groups, confidence=0.9)
+    assert (accuracy, low) == (0.0, 0.0)
+    assert high == pytest.approx(1 - 0.05 ** (1 / 10))
 
 
 def test_cluster_bootstrap_is_wider_when_errors_are_clustered_within_samples():
