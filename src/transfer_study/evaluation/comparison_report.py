@@ -113,6 +113,14 @@ def _paired_differences(
         "the differences this test set cannot rule out, and more test samples (not more "
         "photos of the same samples) narrow it.",
     ]
+    excludes_zero = (pairs["ci_low"] > 0) | (pairs["ci_high"] < 0)
+    if (excludes_zero & (pairs["p_holm"] >= alpha)).any():
+        lines += [
+            "",
+            "Where an interval excludes 0 but the test finds no evidence, trust the test: "
+            "the interval is not adjusted for the number of pairs, and with few test "
+            "samples a bootstrap interval is narrower than it should be.",
+        ]
     return lines
 
 

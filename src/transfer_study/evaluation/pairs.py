@@ -222,7 +222,10 @@ def bootstrap_difference_ci(
     if np.array_equal(hits_a, hits_b):
         return 0.0, 0.0  # every resample's difference is 0; BCa would be undefined
 
-    def difference(a, b, n, c, axis=-1):
+    def difference(
+        a: np.ndarray, b: np.ndarray, n: np.ndarray, c: np.ndarray, axis: int = -1
+    ) -> np.ndarray:
+        # Sizes and classes are resampled with the hits: a drawn sample brings its photos.
         return headline_value(a, n, c, balanced=balanced) - headline_value(
             b, n, c, balanced=balanced
         )

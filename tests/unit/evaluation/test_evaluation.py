@@ -404,6 +404,21 @@ def test_the_conclusion_reads_each_difference_from_the_chosen_variant(comparison
     )
 
 
+def test_an_interval_that_excludes_zero_without_evidence_sends_the_reader_to_the_test():
+    comparison = pd.DataFrame(
+        {"variant": ["frozen", "finetune"], "accuracy": [0.8, 0.9], "selected": [False, True]}
+    )
+    row = {"a": "finetune", "b": "frozen", "difference": 0.1, "test": "t", "metric": "accuracy"}
+    agreeing = pd.DataFrame([{**row, "ci_low": -0.02, "ci_high": 0.2, "p": 0.2, "p_holm": 0.2}])
+    disagreeing = agreeing.assign(ci_low=0.02)
+    note = "Where an interval excludes 0 but the test finds no evidence, trust the test"
+    assert note not in comparison_markdown(comparison, agreeing, confidence=0.95)
+    assert note in comparison_markdown(comparison, disagreeing, confidence=0.95)
+    assert note not in comparison_markdown(
+        comparison, disagreeing.assign(p=0.01, p_holm=0.01), confidence=0.95
+    )
+
+
 def test_comparison_markdown_names_balanced_accuracy_when_it_is_the_metric():
     comparison = pd.DataFrame(
         {"variant": ["frozen", "finetune"], "accuracy": [0.8, 0.85], "selected": [False, True]}
