@@ -95,7 +95,8 @@ def test_notebook_runs_without_errors_and_shows_every_variant(executed: Notebook
     text = _text(outputs)
     for variant in VARIANTS:
         assert variant in text
-    assert "McNemar" in _text(_outputs(executed, "report"))
+    assert "Paired differences" in _text(_outputs(executed, "report"))
+    assert "p_holm" in _text(_outputs(executed, "pairs"))
 
 
 @pytest.mark.slow

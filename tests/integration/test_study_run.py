@@ -123,11 +123,22 @@ def test_default_run_trains_three_variants_and_writes_the_comparison(project: Pa
         < comparison.set_index("variant").loc["finetune", "trainable_params"]
     )
 
-    mcnemar = pd.read_csv(reporting / "variant_mcnemar.csv")
-    assert len(mcnemar) == 3
-    assert mcnemar["p_value"].between(0, 1).all()
+    pairs = pd.read_csv(reporting / "variant_pairs.csv")
+    assert list(pairs.columns[:8]) == [
+        "a",
+        "b",
+        "difference",
+        "ci_low",
+        "ci_high",
+        "test",
+        "p",
+        "p_holm",
+    ]
+    assert len(pairs) == 3
+    assert pairs[["p", "p_holm"]].stack().between(0, 1).all()
+    assert not (reporting / "variant_mcnemar.csv").exists()
     report = (reporting / "variant_comparison.md").read_text()
-    assert "frozen" in report and "McNemar" in report
+    assert "frozen" in report and "## Paired differences" in report
     assert (reporting / "variant_comparison.png").stat().st_size > 0
 
     split = pd.read_csv(project / "data/05_model_input/split.csv")

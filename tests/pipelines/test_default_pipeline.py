@@ -67,7 +67,7 @@ def test_the_study_compares_every_variant_trained_on_the_demo_photos(outputs):
         assert comparison.loc[variant, "accuracy"] == pytest.approx(metrics["accuracy"])
         summary = outputs[f"{variant}.training_summary"]
         assert comparison.loc[variant, "epochs_run"] == summary["epochs_run"]
-    assert len(outputs["variant_mcnemar"]) == len(VARIANTS) * (len(VARIANTS) - 1) // 2
+    assert len(outputs["variant_pairs"]) == len(VARIANTS) * (len(VARIANTS) - 1) // 2
 
 
 def test_the_study_splits_the_demo_samples_and_trains_on_its_classes(outputs):

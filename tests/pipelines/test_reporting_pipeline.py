@@ -1,5 +1,5 @@
 """The reporting pipeline on ``SequentialRunner``: three variants' test predictions, metrics
-and summaries in, the comparison table, McNemar tests, Markdown report and chart out."""
+and summaries in, the comparison table, paired differences, Markdown report and chart out."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ CONVERGED = {"scratch": False, "frozen": True, "finetune": True}
 PER_VARIANT = ("test_metrics", "training_summary", "test_predictions")
 CONFIDENCE = 0.9
 OVERRIDES = {"evaluation.confidence": CONFIDENCE, "evaluation.bootstrap_resamples": 100}
+PAIR_COLUMNS = ["a", "b", "difference", "ci_low", "ci_high", "test", "p", "p_holm"]
 
 
 def _test_photos() -> pd.DataFrame:
@@ -138,20 +139,35 @@ def test_comparison_names_the_backbone_of_the_model_block(outputs):
     assert backbone in outputs["variant_comparison_report"]
 
 
-def test_mcnemar_compares_every_pair_on_the_same_photos(outputs):
-    mcnemar = outputs["variant_mcnemar"]
-    pairs = {
-        frozenset(pair) for pair in zip(mcnemar["variant_a"], mcnemar["variant_b"], strict=True)
-    }
-    assert pairs == {
-        frozenset(("scratch", "frozen")),
-        frozenset(("scratch", "finetune")),
-        frozenset(("frozen", "finetune")),
-    }
-    row = mcnemar[(mcnemar["variant_a"] == "scratch") & (mcnemar["variant_b"] == "finetune")]
-    assert row["n_a_only_correct"].item() == 0
-    assert row["n_b_only_correct"].item() == CORRECT["finetune"] - CORRECT["scratch"]
-    assert mcnemar["p_value_holm"].between(0, 1).all()
+def test_every_pair_is_compared_on_the_same_photos_over_samples(outputs):
+    pairs = outputs["variant_pairs"]
+    assert list(pairs.columns[:8]) == PAIR_COLUMNS
+    assert list(zip(pairs["a"], pairs["b"], strict=True)) == [
+        ("finetune", "frozen"),
+        ("finetune", "scratch"),
+        ("frozen", "scratch"),
+    ]
+    row = pairs.set_index(["a", "b"]).loc[("finetune", "scratch")]
+    n_photos = N_SAMPLES * N_ANGLES
+    assert row["difference"] == pytest.approx((CORRECT["finetune"] - CORRECT["scratch"]) / n_photos)
+    assert row["ci_low"] <= row["difference"] <= row["ci_high"]
+    # 6 samples: every one of the 2^6 sign flips is enumerated. Fine-tune gains both photos
+    # of samples 3, 4, 5, so only flips that keep or reverse all three reach the observed
+    # difference: 2 × 2^3 of 64.
+    assert row["test"] == "sign-flip permutation over samples (exact)"
+    assert row["p"] == pytest.approx(16 / 64)
+    assert (pairs["p_holm"] >= pairs["p"]).all()
+    assert set(pairs["metric"]) == {"accuracy"}
+
+
+def test_imbalanced_classes_compare_the_variants_in_balanced_accuracy():
+    inputs = _inputs()
+    for variant in VARIANTS:
+        summary = inputs[f"{variant}.training_summary"]
+        inputs[f"{variant}.training_summary"] = {**summary, "metric": "balanced_accuracy"}
+    outputs = run_in_memory(create_pipeline(), inputs)
+    assert set(outputs["variant_pairs"]["metric"]) == {"balanced_accuracy"}
+    assert "Test balanced accuracy of each pair" in outputs["variant_comparison_report"]
 
 
 def test_report_and_chart_use_the_evaluation_confidence(outputs):

@@ -176,7 +176,10 @@ class EvaluationSettings(Settings):
 
     confidence: OpenFraction = Field(description="level of the accuracy intervals")
     bootstrap_resamples: PositiveInt = Field(description="bootstrap resamples")
-    bootstrap_seed: Seed = Field(description="the bootstrap's seed")
+    bootstrap_seed: Seed = Field(description="seed of the bootstrap and the permutation test")
+    permutation_resamples: PositiveInt = Field(
+        description="random sign flips of the variants' paired test (exact when fewer suffice)"
+    )
     batch_size: PositiveInt = Field(description="batch size of the test predictions")
     top_k: list[PositiveInt] = Field(description="top-k accuracies when classes exceed k")
     device: Device = Field(description="auto (CUDA > MPS > CPU), cpu, cuda or mps")

@@ -1,7 +1,7 @@
-"""Evaluation of trained classifiers: metrics, statistical tests, the data-size
-ablation's learning curves and recommendation, figures and Markdown.
+"""Evaluation of trained classifiers: metrics, the variants' paired differences, the
+data-size ablation's learning curves and recommendation, figures and Markdown.
 
 Pure functions: nothing here opens a file, logs to MLflow or prints. Import from the
-modules: ``metrics``, ``stats``, ``learning_curve``, ``recommendation``, ``figures``,
+modules: ``metrics``, ``pairs``, ``learning_curve``, ``recommendation``, ``figures``,
 ``markdown``.
 """

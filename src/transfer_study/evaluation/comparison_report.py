@@ -1,5 +1,5 @@
-"""The Markdown report comparing the study's variants: results table, pairwise tests and a
-conclusion that names the variant chosen on validation."""
+"""The Markdown report comparing the study's variants: results table, paired differences
+and a conclusion that names the variant chosen on validation."""
 
 from __future__ import annotations
 
@@ -7,8 +7,11 @@ import pandas as pd
 
 from .figures import _percent, _require_columns
 from .markdown import _markdown_table
+from .pairs import PAIR_COLUMNS
 from .selection import TIE_POINTS
-from .stats import _PAIRWISE_COLUMNS
+
+# How the prose names a variant whose id is not a word.
+_PROSE_NAMES = {"finetune": "fine-tune"}
 
 
 def _format_p(p: float) -> str:
@@ -44,12 +47,81 @@ def _format_cell(column: str, row: pd.Series) -> str:
     return f"{int(value):,}"  # trainable_params, steps
 
 
-def _pair_row(mcnemar_table: pd.DataFrame, a: str, b: str) -> pd.Series | None:
-    match = mcnemar_table[
-        ((mcnemar_table["variant_a"] == a) & (mcnemar_table["variant_b"] == b))
-        | ((mcnemar_table["variant_a"] == b) & (mcnemar_table["variant_b"] == a))
+def _prose(variant: str) -> str:
+    return _PROSE_NAMES.get(variant, variant)
+
+
+def _points(fraction: float) -> str:
+    # A typographic minus, as in the rest of the reports, and always a sign.
+    return f"{100 * fraction:+.1f}".replace("-", "−")
+
+
+def _difference_sentence(
+    first: str, second: str, pair: pd.Series, alpha: float, *, flipped: bool = False
+) -> str:
+    """``first − second: +3.0 points [−1.5, +7.5], no evidence of a difference (…)``;
+    ``flipped`` when ``pair`` holds ``second − first``."""
+    sign = -1 if flipped else 1
+    difference = sign * pair["difference"]
+    low, high = sorted((sign * pair["ci_low"], sign * pair["ci_high"]))
+    if pair["p_holm"] < alpha:
+        verdict = f"evidence that {_prose(first if difference > 0 else second)} is better"
+    else:
+        verdict = "no evidence of a difference"
+    return (
+        f"{_prose(first)} − {_prose(second)}: {_points(difference)} points "
+        f"[{_points(low)}, {_points(high)}], {verdict} "
+        f"({_p_phrase(pair['p_holm'])}, Holm-adjusted)"
+    )
+
+
+def _pair_row(pairs: pd.DataFrame, a: str, b: str) -> tuple[pd.Series, bool] | None:
+    """The row comparing ``a`` and ``b`` and whether it holds ``b − a``."""
+    for first, second, flipped in ((a, b, False), (b, a, True)):
+        match = pairs[(pairs["a"] == first) & (pairs["b"] == second)]
+        if not match.empty:
+            return match.iloc[0], flipped
+    return None
+
+
+def _pairs_metric(comparison: pd.DataFrame, pairs: pd.DataFrame) -> str:
+    if "metric" in pairs.columns and not pairs.empty:
+        return str(pairs["metric"].iloc[0]).replace("_", " ")
+    return _metric_name(comparison)
+
+
+def _paired_differences(
+    comparison: pd.DataFrame, pairs: pd.DataFrame, ci_label: str, alpha: float
+) -> list[str]:
+    if pairs.empty:
+        return ["Only one variant; nothing to compare."]
+    metric = _pairs_metric(comparison, pairs)
+    tests = ", ".join(sorted(set(pairs["test"])))
+    lines = [
+        f"Test {metric} of each pair of variants on the same test photos, the more "
+        f"elaborate variant first, in points, with its {ci_label} interval. The comparison "
+        "is cluster-aware: physical samples, not photos, are the independent units. The "
+        "interval is a bootstrap that resamples whole samples (all photos of a sample "
+        f"together) and the test a {tests}, Holm-adjusted across the {len(pairs)} pairs "
+        f"and read at {alpha:g}.",
+        "",
     ]
-    return None if match.empty else match.iloc[0]
+    lines += [f"- {_difference_sentence(r['a'], r['b'], r, alpha)}." for _, r in pairs.iterrows()]
+    lines += [
+        "",
+        "No evidence of a difference is not evidence of no difference: the interval shows "
+        "the differences this test set cannot rule out, and more test samples (not more "
+        "photos of the same samples) narrow it.",
+    ]
+    excludes_zero = (pairs["ci_low"] > 0) | (pairs["ci_high"] < 0)
+    if (excludes_zero & (pairs["p_holm"] >= alpha)).any():
+        lines += [
+            "",
+            "Where an interval excludes 0 but the test finds no evidence, trust the test: "
+            "the interval is not adjusted for the number of pairs, and with few test "
+            "samples a bootstrap interval is narrower than it should be.",
+        ]
+    return lines
 
 
 def _metric_name(comparison: pd.DataFrame) -> str:
@@ -93,41 +165,28 @@ def _chosen_lines(comparison: pd.DataFrame) -> tuple[pd.Series | None, list[str]
     return chosen, [*lines, ""]
 
 
-def _conclusion(
-    comparison: pd.DataFrame, mcnemar_table: pd.DataFrame, ci_label: str, alpha: float
-) -> list[str]:
+def _conclusion(comparison: pd.DataFrame, pairs: pd.DataFrame, alpha: float) -> list[str]:
     chosen, lines = _chosen_lines(comparison)
     if len(comparison) == 1 or chosen is None:
         return [*lines, *_choice_rule(comparison)]
-    has_ci = {"accuracy_ci_low", "accuracy_ci_high"} <= set(comparison.columns)
+    lines.append(
+        f"The chosen variant against the others, in test {_pairs_metric(comparison, pairs)} "
+        "(see Paired differences):"
+    )
+    lines.append("")
     for _, other in comparison.iterrows():
         if other["variant"] == chosen["variant"]:
             continue
-        line = f"- {chosen['variant']} vs {other['variant']}: "
-        pair = _pair_row(mcnemar_table, chosen["variant"], other["variant"])
-        if pair is None:
-            line += "no paired test available"
+        found = _pair_row(pairs, chosen["variant"], other["variant"])
+        if found is None:
+            line = f"{_prose(chosen['variant'])} vs {_prose(other['variant'])}: no paired test"
         else:
-            significant = pair["p_value_holm"] < alpha
-            verdict = "significant" if significant else "not significant"
-            line += f"test difference {verdict} (Holm-adjusted {_p_phrase(pair['p_value_holm'])})"
-        line += f"; {_percent(chosen['accuracy'])} vs {_percent(other['accuracy'])}"
-        if has_ci:
-            overlap = (
-                chosen["accuracy_ci_low"] <= other["accuracy_ci_high"]
-                and other["accuracy_ci_low"] <= chosen["accuracy_ci_high"]
+            pair, flipped = found
+            line = _difference_sentence(
+                chosen["variant"], other["variant"], pair, alpha, flipped=flipped
             )
-            line += f"; the {ci_label} CIs {'overlap' if overlap else 'do not overlap'}"
-        lines.append(line + ".")
-    lines += [
-        "",
-        f"Significance: McNemar's test on the same test photos (paired), Holm-corrected "
-        f"across all pairs, at {alpha:g}. Overlapping CIs alone do not show that a paired "
-        "difference is not significant.",
-        "",
-        *_choice_rule(comparison),
-    ]
-    return lines
+        lines.append(f"- {line}.")
+    return [*lines, "", *_choice_rule(comparison)]
 
 
 def _choice_rule(comparison: pd.DataFrame) -> list[str]:
@@ -162,7 +221,7 @@ def _choice_rule(comparison: pd.DataFrame) -> list[str]:
 
 def comparison_markdown(
     comparison: pd.DataFrame,
-    mcnemar: pd.DataFrame,
+    pairs: pd.DataFrame,
     *,
     confidence: float,
     alpha: float = 0.05,
@@ -173,18 +232,19 @@ def comparison_markdown(
         comparison: One row per variant with ``variant`` and ``accuracy`` (fractions)
             and any of ``backbone, accuracy_ci_low, accuracy_ci_high, balanced_accuracy,
             macro_f1, train_seconds, trainable_params, best_epoch``.
-        mcnemar: Output of :func:`pairwise_mcnemar`.
-        confidence: Confidence level of the accuracy intervals (for the labels).
-        alpha: Significance level applied to the Holm-adjusted p-values.
+        pairs: Output of :func:`~transfer_study.evaluation.pairs.paired_differences`.
+        confidence: Confidence level of the intervals (for the labels).
+        alpha: Level at which a Holm-adjusted p-value counts as evidence of a difference.
 
     Returns:
-        Markdown with a results table, the pairwise McNemar table and a conclusion.
+        Markdown with a results table, one sentence per pair of variants (difference,
+        interval, verdict, Holm-adjusted p) and a conclusion.
 
     Raises:
         ValueError: If required columns are missing or ``comparison`` is empty.
     """
     _require_columns(comparison, ["variant", "accuracy"], "comparison")
-    _require_columns(mcnemar, _PAIRWISE_COLUMNS, "mcnemar")
+    _require_columns(pairs, PAIR_COLUMNS[:8], "pairs")
     if comparison.empty:
         raise ValueError("comparison has no variants.")
     ci_label = f"{100 * confidence:g} %"
@@ -212,24 +272,8 @@ def comparison_markdown(
         [headers[c] for c in columns],
         [[_format_cell(c, row) for c in columns] for _, row in comparison.iterrows()],
     )
-    lines += ["", "## Pairwise McNemar tests", ""]
-    if mcnemar.empty:
-        lines.append("Only one variant; nothing to compare.")
-    else:
-        lines += _markdown_table(
-            ["Pair (A vs B)", "Only A correct", "Only B correct", "Test", "p", "p (Holm)"],
-            [
-                [
-                    f"{r['variant_a']} vs {r['variant_b']}",
-                    str(r["n_a_only_correct"]),
-                    str(r["n_b_only_correct"]),
-                    str(r["method"]),
-                    _format_p(r["p_value"]),
-                    _format_p(r["p_value_holm"]),
-                ]
-                for _, r in mcnemar.iterrows()
-            ],
-        )
+    lines += ["", "## Paired differences", ""]
+    lines += _paired_differences(comparison, pairs, ci_label, alpha)
     lines += ["", "## Conclusion", ""]
-    lines += _conclusion(comparison, mcnemar, ci_label, alpha)
+    lines += _conclusion(comparison, pairs, alpha)
     return "\n".join(lines) + "\n"

@@ -1,7 +1,9 @@
 """Test-set metrics of a classifier, with bootstrap confidence intervals.
 
 Accuracy's interval resamples whole physical samples when a sample has several photos
-(cluster bootstrap). Pure functions: nothing here opens a file, logs to MLflow or prints.
+(cluster bootstrap); when every photo is right (or every one wrong) it is the exact
+Clopper–Pearson interval over the samples. Pure functions: nothing here opens a file, logs
+to MLflow or prints.
 """
 
 from __future__ import annotations
@@ -96,7 +98,9 @@ def bootstrap_accuracy_ci(
 
     Returns:
         ``(accuracy, low, high)`` as fractions in [0, 1]. When all predictions are
-        right (or all wrong) the interval is ``[accuracy, accuracy]``.
+        right (or all wrong) the interval is Clopper–Pearson's exact binomial interval
+        over the independent units (groups when given, else photos), e.g. ``[0.69, 1]``
+        for 10 samples all right at 95 %.
 
     Raises:
         ValueError: If inputs are malformed, ``confidence`` is outside (0, 1), or there
@@ -108,8 +112,15 @@ def bootstrap_accuracy_ci(
     hits, sizes = _cluster_totals(correct, groups)
     accuracy = float(hits.sum() / sizes.sum())
     if correct.all() or not correct.any():
-        # Every resample has the same accuracy; BCa would return NaN.
-        return accuracy, accuracy, accuracy
+        # Every resample would have the same accuracy, so the bootstrap has nothing to say
+        # (a point interval). Clopper–Pearson's exact interval still does: over the n
+        # independent units, samples rather than photos, because a sample's angles are
+        # not independent evidence that the model is always (or never) right.
+        n_units = hits.size
+        interval = stats.binomtest(n_units if correct.all() else 0, n_units).proportion_ci(
+            confidence_level=confidence, method="exact"
+        )
+        return accuracy, float(interval.low), float(interval.high)
     if hits.size < 2:
         raise ValueError("Need at least two photos (or groups) to bootstrap a confidence interval.")
 

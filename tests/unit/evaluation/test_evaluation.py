@@ -8,7 +8,6 @@ import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.figure import Figure
-from scipy import stats
 
 from tests.helpers.markdown_tables import markdown_tables
 from transfer_study.evaluation.comparison_report import comparison_markdown
@@ -18,7 +17,7 @@ from transfer_study.evaluation.figures import (
     variant_comparison_figure,
 )
 from transfer_study.evaluation.metrics import bootstrap_accuracy_ci, classification_metrics
-from transfer_study.evaluation.stats import mcnemar_test, pairwise_mcnemar
+from transfer_study.evaluation.pairs import paired_differences
 
 N_RESAMPLES = 500
 
@@ -66,13 +65,23 @@ def test_bootstrap_is_deterministic_for_a_seed():
     assert first != other
 
 
-@pytest.mark.parametrize("value", [True, False])
-def test_bootstrap_all_equal_predictions_give_a_point_interval(value):
-    expected = float(value)
-    correct = np.full(30, value)
+def test_every_photo_right_gives_the_clopper_pearson_interval_over_samples():
+    # 10 samples x 3 photos, all right: P(10 of 10 | p) = 0.025 at the lower bound, so
+    # p = 0.025 ** (1 / 10); over the 30 photos it would be 0.025 ** (1 / 30).
+    correct = np.full(30, True)
     groups = np.repeat(np.arange(10), 3)
-    assert bootstrap_accuracy_ci(correct) == (expected, expected, expected)
-    assert bootstrap_accuracy_ci(correct, groups) == (expected, expected, expected)
+    accuracy, low, high = bootstrap_accuracy_ci(correct, groups, confidence=0.95)
+    assert (accuracy, high) == (1.0, 1.0)
+    assert low == pytest.approx(0.025 ** (1 / 10))
+    assert bootstrap_accuracy_ci(correct)[1] == pytest.approx(0.025 ** (1 / 30))
+
+
+def test_every_photo_wrong_gives_the_clopper_pearson_interval_over_samples():
+    correct = np.full(30, False)
+    groups = np.repeat(np.arange(10), 3)
+    accuracy, low, high = bootstrap_accuracy_ci(correct, groups, confidence=0.9)
+    assert (accuracy, low) == (0.0, 0.0)
+    assert high == pytest.approx(1 - 0.05 ** (1 / 10))
 
 
 def test_cluster_bootstrap_is_wider_when_errors_are_clustered_within_samples():
@@ -211,70 +220,6 @@ def test_metrics_reject_malformed_input(three_class_example, change, message):
         classification_metrics(**arguments, n_resamples=100)
 
 
-# --------------------------------------------------------------------------- McNemar
-
-
-def _paired(
-    n01: int, n10: int, n_both: int = 5, n_neither: int = 5
-) -> tuple[np.ndarray, np.ndarray]:
-    a = np.r_[np.zeros(n01), np.ones(n10), np.ones(n_both), np.zeros(n_neither)].astype(bool)
-    b = np.r_[np.ones(n01), np.zeros(n10), np.ones(n_both), np.zeros(n_neither)].astype(bool)
-    return a, b
-
-
-def test_mcnemar_exact_p_value_on_a_known_table():
-    result = mcnemar_test(*_paired(n01=1, n10=9))
-    # Two-sided binomial: 2 * P(X <= 1 | n=10, p=1/2) = 2 * 11 / 1024.
-    assert result["p_value"] == pytest.approx(0.021484375)
-    assert (result["n01"], result["n10"], result["method"]) == (1, 9, "exact")
-    assert result["statistic"] == pytest.approx(1.0)
-
-
-def test_mcnemar_uses_continuity_corrected_chi_square_for_many_discordant_pairs():
-    result = mcnemar_test(*_paired(n01=10, n10=30))
-    statistic = (abs(10 - 30) - 1) ** 2 / 40
-    assert result["method"] == "chi2"
-    assert result["statistic"] == pytest.approx(statistic)
-    assert result["p_value"] == pytest.approx(stats.chi2.sf(statistic, df=1))
-
-
-def test_mcnemar_identical_predictions_give_p_value_one():
-    correct = _correct(50, 30)
-    result = mcnemar_test(correct, correct.copy())
-    assert (result["n01"], result["n10"]) == (0, 0)
-    assert result["p_value"] == pytest.approx(1.0)
-
-
-def test_mcnemar_rejects_unpaired_arrays():
-    with pytest.raises(ValueError, match="same photos"):
-        mcnemar_test(_correct(10, 5), _correct(11, 5))
-
-
-def test_pairwise_mcnemar_has_one_row_per_pair_and_holm_never_lowers_p():
-    rng = np.random.default_rng(0)
-    correct = {
-        name: rng.random(120) < acc
-        for name, acc in [("scratch", 0.6), ("frozen", 0.8), ("finetune", 0.85)]
-    }
-    table = pairwise_mcnemar(correct)
-    assert len(table) == 3
-    assert list(zip(table["variant_a"], table["variant_b"], strict=True)) == [
-        ("scratch", "frozen"),
-        ("scratch", "finetune"),
-        ("frozen", "finetune"),
-    ]
-    assert (table["p_value_holm"] >= table["p_value"] - 1e-12).all()
-    first = table.iloc[0]
-    assert first["n_a_only_correct"] == np.sum(correct["scratch"] & ~correct["frozen"])
-    assert first["accuracy_b"] == pytest.approx(correct["frozen"].mean())
-
-
-def test_pairwise_mcnemar_of_one_variant_is_empty_and_unequal_lengths_fail():
-    assert pairwise_mcnemar({"only": _correct(10, 5)}).empty
-    with pytest.raises(ValueError, match="same test photos"):
-        pairwise_mcnemar({"a": _correct(10, 5), "b": _correct(12, 5)})
-
-
 # --------------------------------------------------------------------------- figures
 
 
@@ -331,10 +276,24 @@ def test_training_curves_figure_rejects_missing_columns():
         training_curves_figure(_history(False).drop(columns="val_loss"), title="t")
 
 
+def _pairs(correct: dict[str, np.ndarray], n_angles: int) -> pd.DataFrame:
+    n_photos = next(iter(correct.values())).size
+    return paired_differences(
+        correct,
+        np.arange(n_photos) // n_angles,
+        np.zeros(n_photos),
+        metric="accuracy",
+        confidence=0.95,
+        bootstrap_resamples=N_RESAMPLES,
+        permutation_resamples=999,
+        seed=0,
+    )
+
+
 @pytest.fixture
 def comparison_example():
-    # 200 photos; finetune right on 180, frozen on 175, scratch on 120, nested, so
-    # finetune vs frozen has 5 discordant photos and finetune vs scratch 60.
+    # 50 samples x 4 photos; finetune right on 180, frozen on 175, scratch on 120, nested,
+    # so finetune and frozen differ on 2 samples (5 photos) and finetune and scratch on 15.
     correct = {
         "scratch": _correct(200, 120),
         "frozen": _correct(200, 175),
@@ -360,7 +319,7 @@ def comparison_example():
                 "selected": name == "finetune",
             }
         )
-    return pd.DataFrame(rows), pairwise_mcnemar(correct)
+    return pd.DataFrame(rows), _pairs(correct, n_angles=4)
 
 
 def test_variant_comparison_figure_has_bars_whiskers_and_labels(tmp_path, comparison_example):
@@ -378,10 +337,20 @@ def test_variant_comparison_figure_rejects_missing_accuracy():
         variant_comparison_figure(pd.DataFrame({"variant": ["a"]}), title="t")
 
 
-def test_comparison_markdown_reports_significance_after_holm(comparison_example):
-    comparison, mcnemar = comparison_example
-    report = comparison_markdown(comparison, mcnemar, confidence=0.95)
-    assert len(markdown_tables(report)) == 2  # results and pairs, each valid GitHub Markdown
+def _points(fraction: float) -> str:
+    """Points with a sign and a typographic minus, as the report writes them."""
+    return f"{100 * fraction:+.1f}".replace("-", "−")
+
+
+def _bullet(report: str, start: str) -> str:
+    (line,) = [line for line in report.splitlines() if line.startswith(f"- {start}")]
+    return line
+
+
+def test_comparison_markdown_states_each_paired_difference_with_its_interval(comparison_example):
+    comparison, pairs = comparison_example
+    report = comparison_markdown(comparison, pairs, confidence=0.95)
+    assert len(markdown_tables(report)) == 1  # the results, valid GitHub Markdown
     for name in ("scratch", "frozen", "finetune"):
         assert name in report
     assert (
@@ -394,30 +363,97 @@ def test_comparison_markdown_reports_significance_after_holm(comparison_example)
         f"{100 * finetune_row['accuracy_ci_high']:.1f}]"
     ) in report
     assert "11,000,000" in report
-    # 5 discordant photos, all one way: exact p = 2 / 32 = 0.0625; it is the largest of the
-    # three p-values, so Holm leaves it unchanged.
-    assert "finetune vs frozen: test difference not significant (Holm-adjusted p = 0.062)" in report
-    assert "finetune vs scratch: test difference significant (Holm-adjusted p < 0.001)" in report
-    assert "CIs overlap" in report
-    assert "CIs do not overlap" in report
+    section = report.split("## Paired differences")[1].split("## Conclusion")[0]
+    rows = pairs.set_index(["a", "b"])
+    close = rows.loc[("finetune", "frozen")]
+    assert close["p_holm"] >= 0.05
+    assert _bullet(section, "fine-tune − frozen") == (
+        f"- fine-tune − frozen: +2.5 points [{_points(close['ci_low'])}, "
+        f"{_points(close['ci_high'])}], no evidence of a difference "
+        f"(p = {close['p_holm']:.2g}, Holm-adjusted)."
+    )
+    far = rows.loc[("finetune", "scratch")]
+    assert far["p_holm"] < 0.05
+    assert _bullet(section, "fine-tune − scratch") == (
+        f"- fine-tune − scratch: +30.0 points [{_points(far['ci_low'])}, "
+        f"{_points(far['ci_high'])}], evidence that fine-tune is better "
+        f"(p = {far['p_holm']:.2g}, Holm-adjusted)."
+    )
+    assert _bullet(section, "frozen − scratch").startswith("- frozen − scratch: +27.5 points")
+    assert "cluster-aware" in section and "physical samples, not photos" in section
+    assert "Test accuracy of each pair" in section
+    assert "not significant" not in report
+
+
+def test_the_conclusion_reads_each_difference_from_the_chosen_variant(comparison_example):
+    comparison, pairs = comparison_example
+    chosen_frozen = comparison.assign(selected=comparison["variant"] == "frozen")
+    conclusion = comparison_markdown(chosen_frozen, pairs, confidence=0.95).split("## Conclusion")[
+        1
+    ]
+    # The pair holds finetune − frozen; the conclusion turns it round, interval included.
+    rows = pairs.set_index(["a", "b"])
+    row = rows.loc[("finetune", "frozen")]
+    assert _bullet(conclusion, "frozen − fine-tune").startswith(
+        f"- frozen − fine-tune: −2.5 points [{_points(-row['ci_high'])}, "
+        f"{_points(-row['ci_low'])}], no evidence of a difference"
+    )
+    assert _bullet(conclusion, "frozen − scratch").endswith(
+        f"evidence that frozen is better (p = {rows.loc[('frozen', 'scratch'), 'p_holm']:.2g}, "
+        "Holm-adjusted)."
+    )
+
+
+def test_an_interval_that_excludes_zero_without_evidence_sends_the_reader_to_the_test():
+    comparison = pd.DataFrame(
+        {"variant": ["frozen", "finetune"], "accuracy": [0.8, 0.9], "selected": [False, True]}
+    )
+    row = {"a": "finetune", "b": "frozen", "difference": 0.1, "test": "t", "metric": "accuracy"}
+    agreeing = pd.DataFrame([{**row, "ci_low": -0.02, "ci_high": 0.2, "p": 0.2, "p_holm": 0.2}])
+    disagreeing = agreeing.assign(ci_low=0.02)
+    note = "Where an interval excludes 0 but the test finds no evidence, trust the test"
+    assert note not in comparison_markdown(comparison, agreeing, confidence=0.95)
+    assert note in comparison_markdown(comparison, disagreeing, confidence=0.95)
+    assert note not in comparison_markdown(
+        comparison, disagreeing.assign(p=0.01, p_holm=0.01), confidence=0.95
+    )
+
+
+def test_comparison_markdown_names_balanced_accuracy_when_it_is_the_metric():
+    comparison = pd.DataFrame(
+        {"variant": ["frozen", "finetune"], "accuracy": [0.8, 0.85], "selected": [False, True]}
+    )
+    pairs = _pairs({"frozen": _correct(20, 16), "finetune": _correct(20, 17)}, n_angles=2)
+    report = comparison_markdown(
+        comparison, pairs.assign(metric="balanced_accuracy"), confidence=0.9
+    )
+    assert "Test balanced accuracy of each pair" in report
+    assert "in test balanced accuracy" in report
 
 
 def test_comparison_markdown_uses_only_the_columns_present():
     comparison = pd.DataFrame(
         {"variant": ["frozen", "finetune"], "accuracy": [0.8, 0.85], "selected": [False, True]}
     )
-    mcnemar = pairwise_mcnemar({"frozen": _correct(20, 16), "finetune": _correct(20, 17)})
-    report = comparison_markdown(comparison, mcnemar, confidence=0.9)
-    results, pairs = markdown_tables(report)
+    pairs = _pairs({"frozen": _correct(20, 16), "finetune": _correct(20, 17)}, n_angles=2)
+    report = comparison_markdown(comparison, pairs, confidence=0.9)
+    (results,) = markdown_tables(report)
     assert results[0] == ["Variant", "Accuracy"]
     assert results[1:] == [["frozen", "80.0 %"], ["finetune", "85.0 %"]]
-    assert pairs[1][0] == "frozen vs finetune"
-    assert "85.0 %" in report
-    assert "finetune vs frozen: test difference not significant" in report
+    assert "- fine-tune − frozen: +5.0 points [" in report
+    assert "with its 90 % interval" in report
     assert "Backbone" not in report
 
 
-def test_comparison_markdown_rejects_a_malformed_mcnemar_table():
+def test_comparison_markdown_with_one_variant_has_nothing_to_compare():
+    comparison = pd.DataFrame({"variant": ["frozen"], "accuracy": [0.8], "selected": [True]})
+    pairs = _pairs({"frozen": _correct(20, 16)}, n_angles=2)
+    assert "Only one variant; nothing to compare." in comparison_markdown(
+        comparison, pairs, confidence=0.95
+    )
+
+
+def test_comparison_markdown_rejects_a_malformed_pairs_table():
     comparison = pd.DataFrame({"variant": ["a"], "accuracy": [0.8]})
-    with pytest.raises(ValueError, match="p_value_holm"):
-        comparison_markdown(comparison, pd.DataFrame({"variant_a": []}), confidence=0.95)
+    with pytest.raises(ValueError, match="p_holm"):
+        comparison_markdown(comparison, pd.DataFrame({"a": [], "b": []}), confidence=0.95)

@@ -43,6 +43,7 @@ EVALUATION = EvaluationSettings(
     confidence=0.95,
     bootstrap_resamples=200,
     bootstrap_seed=0,
+    permutation_resamples=99,
     batch_size=16,
     top_k=[3],
     device="cpu",

@@ -12,8 +12,8 @@ from matplotlib.figure import Figure
 from transfer_study.config import EvaluationSettings, ModelSettings
 from transfer_study.evaluation.comparison_report import comparison_markdown
 from transfer_study.evaluation.figures import variant_comparison_figure
+from transfer_study.evaluation.pairs import paired_differences
 from transfer_study.evaluation.selection import choose_best_variant
-from transfer_study.evaluation.stats import pairwise_mcnemar
 
 logger = logging.getLogger(__name__)
 
@@ -58,17 +58,19 @@ def _comparison_row(
 def compare_variants(
     model_params: ModelSettings, evaluation_params: EvaluationSettings, *results: Any
 ) -> tuple[pd.DataFrame, pd.DataFrame, str, Figure]:
-    """Puts the variants side by side and tests their differences on paired predictions.
+    """Puts the variants side by side and compares every pair on the same test photos.
 
     Args:
         model_params: ``model`` parameters (names the backbone).
-        evaluation_params: ``evaluation`` parameters (``confidence``).
+        evaluation_params: ``evaluation`` parameters (``confidence``, the bootstrap's
+            resamples and seed, ``permutation_resamples``).
         *results: For each variant, in order: its test metrics, training summary and
             test predictions.
 
     Returns:
         The comparison table (one row per variant; ``selected`` marks the variant chosen
-        on validation), the pairwise McNemar tests, the Markdown summary and the bar chart
+        on validation), the paired differences in the headline metric (one row per pair,
+        cluster-aware: see ``evaluation.pairs``), the Markdown summary and the bar chart
         with confidence-interval whiskers.
 
     Raises:
@@ -86,11 +88,21 @@ def compare_variants(
     correct = {
         summary["variant"]: (p["label"] == p["predicted"]).to_numpy() for _, summary, p in triples
     }
-    mcnemar = pairwise_mcnemar(correct)
     confidence = evaluation_params.confidence
-    report = comparison_markdown(comparison, mcnemar, confidence=confidence)
+    test_photos = triples[0][2]
+    pairs = paired_differences(
+        correct,
+        test_photos["sample_id"].to_numpy(),
+        test_photos["label"].to_numpy(),
+        metric=comparison["metric"].iloc[0],
+        confidence=confidence,
+        bootstrap_resamples=evaluation_params.bootstrap_resamples,
+        permutation_resamples=evaluation_params.permutation_resamples,
+        seed=evaluation_params.bootstrap_seed,
+    )
+    report = comparison_markdown(comparison, pairs, confidence=confidence)
     chart = variant_comparison_figure(
         comparison, title=f"Test accuracy with {confidence:.0%} CI ({model_params.backbone})"
     )
     logger.info("Variant comparison:\n%s", comparison.to_string(index=False))
-    return comparison, mcnemar, report, chart
+    return comparison, pairs, report, chart

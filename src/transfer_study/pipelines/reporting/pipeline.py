@@ -25,7 +25,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 inputs=["params:model", "params:evaluation", *per_variant],
                 outputs=[
                     "variant_comparison",
-                    "variant_mcnemar",
+                    "variant_pairs",
                     "variant_comparison_report",
                     "variant_comparison_chart",
                 ],
