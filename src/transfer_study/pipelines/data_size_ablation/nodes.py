@@ -106,8 +106,7 @@ def summarise_cell(
     for key in ("steps", "best_step", "lr"):
         record[key] = training_summary[key]
     record["converged"] = bool(training_summary["converged"])
-    # The headline metric and its best validation value: the report chooses the variant
-    # on validation, as the study does, never on test.
+    # The report chooses the variant on validation (as the study does), never on test.
     record["metric"] = str(training_summary["metric"])
     record["val_metric"] = float(training_summary["best_val_metric"])
     correct = test_predictions["label"] == test_predictions["predicted"]
@@ -183,13 +182,10 @@ def report_ablation(
     """
     report = params.report
     bootstrap = {"n_resamples": report.bootstrap_resamples, "seed": report.bootstrap_seed}
-    per_seed, curve = learning_curve_tables(records, confidence=report.confidence, **bootstrap)
+    bootstrap["confidence"] = report.confidence
+    per_seed, curve = learning_curve_tables(records, **bootstrap)
     recommendation = recommend_data_budget(
-        records,
-        tolerance=report.tolerance,
-        confidence=report.confidence,
-        extrapolate_to=report.extrapolate_to,
-        **bootstrap,
+        records, tolerance=report.tolerance, extrapolate_to=report.extrapolate_to, **bootstrap
     )
     return (
         per_seed,
