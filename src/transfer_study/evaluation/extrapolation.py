@@ -31,11 +31,19 @@ def _sizes(count: int) -> str:
 
 
 def _refit_predictions(
-    scores: CellScores, rows: np.ndarray, targets: np.ndarray, start: Sequence[float]
+    scores: CellScores,
+    rows: np.ndarray,
+    targets: np.ndarray,
+    start: Sequence[float],
+    max_unusable: int,
 ) -> tuple[np.ndarray, int, int]:
-    """Each replicate's refitted prediction at ``targets``; counts of failed and bounded refits."""
+    """Each replicate's refitted prediction at ``targets``; counts of failed and bounded
+    refits. Stops once more than ``max_unusable`` refits failed or ended on a bound: the
+    answer is then "not identified" whatever the remaining refits give."""
     predictions, failed, bounded = [], 0, 0
     for replicate, draws in zip(scores.replicates, scores.seed_draws, strict=True):
+        if failed + bounded > max_unusable:
+            break
         # A seed drawn twice counts twice, as in the replicate's mean.
         x = np.repeat(scores.n_images[rows], draws, axis=1).ravel()
         y = np.repeat(replicate[rows], draws, axis=1).ravel()
@@ -66,9 +74,9 @@ def extrapolate_learning_curve(
         ``status``: "ok", "not supported" (fewer than ``MIN_SAMPLE_SIZES`` sample sizes),
         "failed" (``curve_fit`` did not converge) or "not identified" (a bound reached);
         ``message`` says why in words; ``fit_on``, ``n_sample_sizes``; the fit's ``a, b,
-        c, r2, rmse, n_points, at_bounds`` when it ran; ``refits``, ``refits_failed``,
-        ``refits_at_bounds``; and ``predictions`` (empty unless ok): ``multiple,
-        n_images, metric, low, high``.
+        c, r2, rmse, n_points, at_bounds`` when it ran; ``refits`` (replicates),
+        ``refits_failed`` and ``refits_at_bounds`` (counted until they decide the answer),
+        and ``predictions`` (empty unless ok): ``multiple, n_images, metric, low, high``.
     """
     angles = int(scores.cells["n_angles"].max())
     rows = np.flatnonzero(scores.cells["n_angles"].to_numpy() == angles)
@@ -93,18 +101,19 @@ def extrapolate_learning_curve(
         )
     targets = np.asarray(multiples, dtype=float) * fit["max_n_images"]
     start = (fit["a"], fit["b"], fit["c"])
-    predictions, failed, bounded = _refit_predictions(scores, rows, targets, start)
     refits = len(scores.replicates)
+    # More than the interval's tail share unusable: its ends would come from refits the
+    # data cannot determine.
+    max_unusable = int((1 - confidence) / 2 * refits)
+    predictions, failed, bounded = _refit_predictions(scores, rows, targets, start, max_unusable)
     result |= {"refits": refits, "refits_failed": failed, "refits_at_bounds": bounded}
-    tail = (1 - confidence) / 2
-    if failed + bounded > tail * refits or not predictions.size:
-        # More than the interval's tail share: its ends would come from refits the data
-        # cannot determine.
+    if failed + bounded > max_unusable or not predictions.size:
         return _not_identified(
             result,
-            f"{failed + bounded} of {refits} bootstrap refits failed or ended on a bound: "
-            "the data do not pin the curve down",
+            f"more than {max_unusable} of {refits} bootstrap refits (the interval's tail "
+            "share) failed or ended on a bound: the data do not pin the curve down",
         )
+    tail = (1 - confidence) / 2
     low, high = np.quantile(predictions, [tail, 1 - tail], axis=0)
     point = _power_law(targets, fit["a"], fit["b"], fit["c"])
     result["predictions"] = [

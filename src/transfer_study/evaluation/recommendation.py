@@ -69,7 +69,8 @@ def _recommended_variant(
         }
     chosen = choose_best_variant(table)
     rule = (
-        f"chosen with the study's rule (evaluation/selection.py: best validation {metric}, "
+        "chosen with the study's rule (evaluation/selection.py: best validation "
+        f"{metric.replace('_', ' ')}, "
         f"variants within {TIE_POINTS:g} points tied and the cheaper one taken, never one "
         "whose training hit its cap) on the reference cells' validation metric, mean over "
         "seeds; the reference cell is the study's own setting, and test results play no part"
