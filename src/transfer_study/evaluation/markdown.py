@@ -206,7 +206,7 @@ def _extrapolation_section(recommendation: Mapping[str, Any]) -> list[str]:
     return lines + _markdown_table([*headers, f"Extrapolated [{level} interval]"], rows)
 
 
-def _curve_row_cells(row: pd.Series) -> list[str]:
+def _curve_row_cells(row: pd.Series, balanced: bool) -> list[str]:
     mean, low, high = (row[c] for c in ("accuracy_mean", "accuracy_ci_low", "accuracy_ci_high"))
     cells = [
         str(row["variant"]),
@@ -214,6 +214,8 @@ def _curve_row_cells(row: pd.Series) -> list[str]:
         f"{_pct(mean)} {_interval(low, high)}",
         f"{100 * row['accuracy_std']:.1f} pt",
     ]
+    if balanced:  # the headline metric the tests above used
+        cells.append(_pct(row["balanced_accuracy_mean"]))
     if {"steps_mean", "n_converged"} <= set(row.index):  # how the cells trained
         cells += [f"{row['steps_mean']:.0f}", f"{int(row['n_converged'])} of {int(row['n_seeds'])}"]
     return cells
@@ -246,9 +248,13 @@ def recommendation_markdown(recommendation: Mapping[str, Any], curve: pd.DataFra
     lines += [*_extrapolation_section(recommendation), ""]
     lines += ["## Every cell (mean over seeds)", ""]
     headers = ["Variant", "Samples", "Angles", "Photos", "Seeds", f"Accuracy [{ci}]"]
+    headers.append("Std over seeds")
+    balanced = recommendation["metric"] == "balanced_accuracy"
+    balanced = balanced and "balanced_accuracy_mean" in curve.columns
+    headers += ["Balanced accuracy"] if balanced else []
     lines += _markdown_table(
-        [*headers, "Std over seeds", *_training_headers(curve)],
-        [_curve_row_cells(row) for _, row in curve.iterrows()],
+        [*headers, *_training_headers(curve)],
+        [_curve_row_cells(row, balanced) for _, row in curve.iterrows()],
     )
     lines += ["", "## What this does not show", "", _NOT_SHOWN]
     return "\n".join(lines) + "\n"

@@ -165,3 +165,22 @@ def test_the_cells_table_keeps_how_each_cell_trained(three_sizes) -> None:
     assert cells[0][-2:] == ["Steps (mean)", "Converged"]
     assert cells[1][-2:] == ["100", "3 of 3"]
     assert len(cells) == 1 + 2 * 3 * 2
+
+
+def test_with_balanced_accuracy_as_headline_the_report_names_it_and_lists_it_per_cell() -> None:
+    cells = records(n_samples=(10, 20), n_angles=(1, 2))
+    for record in cells:
+        record["metric"] = "balanced_accuracy"
+    recommendation, markdown = report(cells)
+    assert recommendation["metric"] == "balanced_accuracy"
+    assert "Headline metric: balanced accuracy" in markdown
+    assert "best validation balanced accuracy" in recommendation["reason"]
+    table = next(t for t in markdown_tables(markdown) if t[0][:2] == ["Variant", "Samples"])
+    assert table[0][-3] == "Balanced accuracy"
+    assert table[1][:3] == ["finetune", "10", "1"]
+    first = [
+        r["balanced_accuracy"]
+        for r in cells
+        if (r["variant"], r["n_samples"], r["n_angles"]) == ("finetune", 10, 1)
+    ]
+    assert table[1][-3] == f"{100 * sum(first) / len(first):.1f} %"
