@@ -97,17 +97,27 @@ def _test_photos(
     )
 
 
+def _per_sample(values: np.ndarray, clusters: np.ndarray, n_clusters: int) -> np.ndarray:
+    """Sums of ``values`` (rows × photos) over each test sample's photos: rows × samples."""
+    # One bincount over (row, sample) codes: no photos × samples matrix on large test sets.
+    codes = np.arange(values.shape[0])[:, None] * n_clusters + clusters[None, :]
+    length = values.shape[0] * n_clusters
+    sums = np.bincount(codes.ravel(), weights=values.ravel(), minlength=length)
+    return sums.reshape(-1, n_clusters)
+
+
 def _hits(
     correct: np.ndarray, clusters: np.ndarray, classes: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Correct photos per class, cell, seed and test sample; photos per class and sample."""
-    n_clusters, n_classes = clusters.max() + 1, classes.max() + 1
-    member = np.zeros((correct.shape[-1], n_clusters))
-    member[np.arange(clusters.size), clusters] = 1.0
-    in_class = [classes == k for k in range(n_classes)]
-    hits = np.stack([correct[..., mask] @ member[mask] for mask in in_class])
-    sizes = np.stack([member[mask].sum(axis=0) for mask in in_class])
-    return hits, sizes
+    n_clusters, n_classes = int(clusters.max()) + 1, int(classes.max()) + 1
+    rows = correct.reshape(-1, correct.shape[-1])  # (cell, seed) × photo
+    hits, sizes = [], []
+    for k in range(n_classes):
+        in_class = (classes == k).astype(float)
+        hits.append(_per_sample(rows * in_class, clusters, n_clusters))
+        sizes.append(_per_sample(in_class[None, :], clusters, n_clusters)[0])
+    return np.stack(hits).reshape(n_classes, *correct.shape[:-1], n_clusters), np.stack(sizes)
 
 
 def _point(hits: np.ndarray, sizes: np.ndarray) -> np.ndarray:

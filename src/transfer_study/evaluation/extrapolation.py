@@ -41,6 +41,7 @@ def _refit_predictions(
     refits. Stops once more than ``max_unusable`` refits failed or ended on a bound: the
     answer is then "not identified" whatever the remaining refits give."""
     predictions, failed, bounded = [], 0, 0
+    # By hand: scipy.stats.bootstrap cannot refit on the two-level draws the cells share.
     for replicate, draws in zip(scores.replicates, scores.seed_draws, strict=True):
         if failed + bounded > max_unusable:
             break

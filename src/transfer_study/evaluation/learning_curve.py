@@ -100,6 +100,8 @@ def two_level_bootstrap_replicates(
         the replicate drew each seed. A replicate's statistic for a cell is
         ``(scores * seed_draws).sum(-1) / n_seeds``.
     """
+    # By hand: scipy.stats.bootstrap resamples one level; here seeds and test samples are
+    # drawn together, and each draw is shared by every cell to keep differences paired.
     n_classes, _, n_seeds, n_clusters = hits.shape
     rng = np.random.default_rng(seed)
 

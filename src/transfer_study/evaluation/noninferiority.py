@@ -133,6 +133,7 @@ def noninferiority(scores: CellScores, *, tolerance: float, confidence: float) -
     replicate_means = scores.replicate_means()
     reference = _row(scores, reference_at)
     budgets, failed = [], False
+    # By hand: statsmodels' multipletests has no fixed-sequence procedure; it is this loop.
     for position in order:
         loss = replicate_means[:, reference_at] - replicate_means[:, position]
         difference = float(scores.means[position] - scores.means[reference_at])
