@@ -19,6 +19,11 @@ import pandas as pd
 from .learning_curve import two_level_bootstrap_replicates
 
 METRICS = ("accuracy", "balanced_accuracy")
+RERUN = (
+    "Records written before this version lack it: move data/07_model_output/ablation/ "
+    "aside and run 'kedro run --pipeline=data_size_ablation --only-missing-outputs'; the "
+    "trained checkpoints are kept, so only the cells' evaluations and summaries run again."
+)
 
 
 @dataclass(frozen=True)
@@ -88,8 +93,7 @@ def _test_photos(
     if labels is None or any(list(r.get("label", [])) != list(labels) for r in records):
         raise ValueError(
             "The headline metric is balanced accuracy but the records lack the test photos' "
-            "labels; rerun the cells' summarise_cell_node (kedro run --pipeline="
-            "data_size_ablation --nodes=...summarise_cell_node) to add them."
+            f"labels. {RERUN}"
         )
     return (
         pd.factorize(pd.Series(ids, dtype=object))[0],

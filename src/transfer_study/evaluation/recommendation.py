@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .angles_model import samples_vs_angles
-from .cell_scores import CellScores, score_cells
+from .cell_scores import RERUN, CellScores, score_cells
 from .extrapolation import extrapolate_learning_curve
 from .noninferiority import budget_order, noninferiority
 from .selection import TIE_POINTS, choose_best_variant
@@ -63,8 +63,7 @@ def _recommended_variant(
     if table is None:
         return {
             "variant": None,
-            "reason": "the records lack the validation metric or convergence: rerun the "
-            "cells' summarise_cell_node to choose a variant.",
+            "reason": f"the records lack the validation metric or convergence. {RERUN}",
             "reference_validation": [],
         }
     chosen = choose_best_variant(table)
