@@ -142,6 +142,16 @@ def test_ablation_writes_a_result_per_cell_and_the_report(ablation: Path):
     assert (curve["accuracy_mean"] <= curve["accuracy_ci_high"]).all()
     report = (ablation / "data/08_reporting/ablation/recommendation.md").read_text()
     assert "samples" in report and "angles" in report
+    assert "the grid has 2 sample sizes; extrapolation needs at least 5" in report
+    recommendation = json.loads(
+        (ablation / "data/08_reporting/ablation/recommendation.json").read_text()
+    )
+    assert recommendation["tolerance"] == 0.02
+    for variant in VARIANTS:  # the largest budget is the reference, the rest in test order
+        result = recommendation["variants"][variant]
+        assert result["reference"]["budget"] == "8 × 2"
+        assert result["order"] == ["8 × 1", "4 × 2", "4 × 1"]
+        assert {b["status"] for b in result["budgets"]} <= {"enough", "not enough", "untested"}
 
 
 def test_every_cell_trains_on_its_subset_and_tests_on_the_shared_test_split(ablation: Path):

@@ -174,6 +174,10 @@ def test_report_summarises_fake_results_for_every_cell_of_the_grid(ablation, con
             "accuracy_ci_high": 1.0,
             "balanced_accuracy": accuracy,
             "train_seconds": 1.0,
+            "steps": 10,
+            "converged": True,
+            "metric": "accuracy",
+            "val_metric": accuracy + (0.01 if match["variant"] == "frozen" else 0.0),
             "sample_id": [f"s{i // 2:04d}" for i in range(20)],
             "correct": correct,
         }
@@ -193,7 +197,15 @@ def test_report_summarises_fake_results_for_every_cell_of_the_grid(ablation, con
         expected_sizes
     )
     assert (curve["n_seeds"] == len(configured_grid["seeds"])).all()
-    assert set(outputs["ablation_recommendation"]["variants"]) == set(configured_grid["variants"])
+    recommendation = outputs["ablation_recommendation"]
+    assert set(recommendation["variants"]) == set(configured_grid["variants"])
+    assert recommendation["recommended_variant"] in configured_grid["variants"]
+    largest = f"{max(configured_grid['n_samples'])} × {max(configured_grid['n_angles'])}"
+    assert recommendation["reference"]["budget"] == largest
+    assert (
+        len(recommendation["order"]) == len(expected_sizes) // len(configured_grid["variants"]) - 1
+    )
+    assert recommendation["verdict"] in outputs["ablation_report"]
 
 
 # --- a tiny grid, run --------------------------------------------------------------------
@@ -246,6 +258,18 @@ def test_tiny_grid_reports_one_row_per_cell_and_per_data_budget(outputs):
     assert (curve["n_seeds"] == 2).all()
     assert set(outputs["ablation_recommendation"]["variants"]) == {"scratch", "frozen"}
     assert "frozen" in outputs["ablation_report"]
+    # One angle count and two sample sizes: said in words, no crash and no number.
+    assert "not estimable: the grid has one angle count" in outputs["ablation_report"]
+    assert (
+        "the grid has 2 sample sizes; extrapolation needs at least 5"
+        in (outputs["ablation_report"])
+    )
+    recommendation = outputs["ablation_recommendation"]
+    assert recommendation["variants"]["frozen"]["reference"]["budget"] == "8 × 2"
+    assert recommendation["variants"]["frozen"]["order"] == ["4 × 2"]
+    # The tiny trainings stop at their caps, so the study's rule chooses no variant.
+    assert recommendation["recommended_variant"] is None
+    assert "no variant's reference cells all converged" in recommendation["reason"]
     assert isinstance(outputs["ablation_heatmap"], Figure)
     assert isinstance(outputs["ablation_learning_curve_plot"], Figure)
 

@@ -33,10 +33,15 @@ class ReportSettings(Settings):
     """``data_size_ablation.report``: the learning curve's intervals and the verdict."""
 
     tolerance: Annotated[NonNegativeFloat, Field(le=1)] = Field(
-        description="a budget is enough within this accuracy of the best cell"
+        description="a smaller budget is enough when the upper bound of its loss against "
+        "the largest budget is below this (a fraction of the headline metric)"
     )
-    confidence: OpenFraction = Field(description="level of the learning-curve intervals")
-    bootstrap_resamples: PositiveInt = Field(description="two-level bootstrap resamples")
+    confidence: OpenFraction = Field(
+        description="one-sided level of the non-inferiority bounds; level of the other intervals"
+    )
+    bootstrap_resamples: PositiveInt = Field(
+        description="two-level bootstrap resamples (also the learning curve's refits)"
+    )
     bootstrap_seed: Seed = Field(description="the bootstrap's seed")
     extrapolate_to: list[PositiveFloat] = Field(
         description="power-law predictions at these multiples of the largest size"

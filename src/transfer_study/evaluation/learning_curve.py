@@ -21,6 +21,8 @@ from scipy.optimize import OptimizeWarning, curve_fit
 
 CELL_KEYS = ["variant", "n_samples", "n_angles"]
 _PER_PHOTO_KEYS = ("sample_id", "correct")
+# Per test photo, left out of the per-seed table: the required lists and the labels.
+_PHOTO_LISTS = (*_PER_PHOTO_KEYS, "label")
 _RECORD_KEYS = ("variant", "n_samples", "n_angles", "seed", "n_images", "accuracy")
 _CURVE_COLUMNS = [
     *CELL_KEYS,
@@ -38,6 +40,9 @@ _MIN_FIT_SIZES = 3
 # positive floor); learning-curve exponents beyond 5 are not plausible.
 _C_BOUNDS = (1e-3, 5.0)
 _FIT_MAX_EVALUATIONS = 20_000
+# A parameter this close to a bound (a fraction of its range; for b, of the accuracy
+# scale) counts as on it: the optimiser approaches closed bounds without reaching them.
+_BOUND_MARGIN = 1e-3
 _FLOAT_SLACK = 1e-12  # accuracies equal up to rounding count as within tolerance
 
 
@@ -50,7 +55,7 @@ def _per_seed_table(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     missing = [k for k in (*_RECORD_KEYS, *_PER_PHOTO_KEYS) if k not in records[0]]
     if missing:
         raise ValueError(f"Ablation records are missing keys {missing}.")
-    rows = [{k: v for k, v in r.items() if k not in _PER_PHOTO_KEYS} for r in records]
+    rows = [{k: v for k, v in r.items() if k not in _PHOTO_LISTS} for r in records]
     return pd.DataFrame(rows)
 
 
@@ -68,17 +73,61 @@ def _cluster_hits(records: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, np.
     return hits, np.bincount(codes, minlength=uniques.size).astype(float)
 
 
+def two_level_bootstrap_replicates(
+    hits: np.ndarray, sizes: np.ndarray, *, n_resamples: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Bootstrap replicates of every cell's score, seed by seed, all cells sharing each draw.
+
+    Each replicate draws the seeds with replacement and, independently, the test
+    samples (clusters of photos) with replacement; the same drawn test samples score
+    every cell and seed of the replicate, so differences between cells stay paired.
+    With one class the score is accuracy (``sum(correct) / sum(photos)`` over the drawn
+    test samples); with several it is balanced accuracy, the mean recall over the classes
+    that the drawn test samples contain (as scikit-learn leaves out classes absent from
+    ``y_true``). Draws are multinomial counts, so replicates are matrix products, a batch
+    at a time to bound memory on large test sets.
+
+    Args:
+        hits: ``(n_classes, n_cells, n_seeds, n_test_samples)`` correct photos of each
+            class per cell, seed and test sample.
+        sizes: ``(n_classes, n_test_samples)`` photos of each class per test sample.
+        n_resamples: Number of replicates.
+        seed: Seed of the resampling.
+
+    Returns:
+        ``scores``, ``(n_resamples, n_cells, n_seeds)``: each seed's score on the
+        replicate's test samples; ``seed_draws``, ``(n_resamples, n_seeds)``: how often
+        the replicate drew each seed. A replicate's statistic for a cell is
+        ``(scores * seed_draws).sum(-1) / n_seeds``.
+    """
+    # By hand: scipy.stats.bootstrap resamples one level; here seeds and test samples are
+    # drawn together, and each draw is shared by every cell to keep differences paired.
+    n_classes, _, n_seeds, n_clusters = hits.shape
+    rng = np.random.default_rng(seed)
+
+    def replicates(count: int) -> tuple[np.ndarray, np.ndarray]:
+        clusters = rng.multinomial(n_clusters, np.full(n_clusters, 1 / n_clusters), count)
+        seeds = rng.multinomial(n_seeds, np.full(n_seeds, 1 / n_seeds), count)
+        correct = np.tensordot(clusters, hits, axes=([1], [3]))  # replicate × class × cell × seed
+        photos = (clusters @ sizes.T)[:, :, None, None]
+        if n_classes == 1:
+            return correct[:, 0] / photos[:, 0], seeds
+        with np.errstate(invalid="ignore", divide="ignore"):  # classes not drawn: 0 / 0
+            recall = correct / photos
+        return np.nanmean(recall, axis=1), seeds
+
+    batches = [_BOOTSTRAP_BATCH] * (n_resamples // _BOOTSTRAP_BATCH)
+    parts = [replicates(count) for count in [*batches, n_resamples % _BOOTSTRAP_BATCH] if count]
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
 def two_level_bootstrap_ci(
     hits: np.ndarray, sizes: np.ndarray, *, confidence: float, n_resamples: int, seed: int
 ) -> tuple[float, float]:
     """Percentile interval of the mean accuracy over seeds, resampling seeds and test samples.
 
-    Each replicate draws the seeds with replacement and, independently, the test
-    samples (clusters of photos) with replacement; the same drawn test samples score
-    every drawn seed. Its statistic is the mean over drawn seeds of
-    ``sum(correct) / sum(photos)`` over the drawn test samples. Draws are multinomial
-    counts, so replicates are computed as matrix products, a batch at a time to bound
-    memory on large test sets.
+    A replicate's statistic is the mean over its drawn seeds of the accuracy over its
+    drawn test samples; see :func:`two_level_bootstrap_replicates`.
 
     Args:
         hits: ``(n_seeds, n_test_samples)`` correct photos per seed and test sample.
@@ -90,19 +139,10 @@ def two_level_bootstrap_ci(
     Returns:
         ``(low, high)`` as fractions.
     """
-    n_seeds, n_clusters = hits.shape
-    rng = np.random.default_rng(seed)
-
-    def replicates(count: int) -> np.ndarray:
-        clusters = rng.multinomial(n_clusters, np.full(n_clusters, 1 / n_clusters), count)
-        seeds = rng.multinomial(n_seeds, np.full(n_seeds, 1 / n_seeds), count)
-        accuracy = (clusters @ hits.T) / (clusters @ sizes)[:, None]  # replicate × seed
-        return (accuracy * seeds).sum(axis=1) / n_seeds
-
-    batches = [_BOOTSTRAP_BATCH] * (n_resamples // _BOOTSTRAP_BATCH)
-    statistic = np.concatenate(
-        [replicates(count) for count in [*batches, n_resamples % _BOOTSTRAP_BATCH] if count]
+    scores, seed_draws = two_level_bootstrap_replicates(
+        hits[None, None], sizes[None], n_resamples=n_resamples, seed=seed
     )
+    statistic = (scores[:, 0] * seed_draws).sum(axis=1) / hits.shape[0]
     tail = (1 - confidence) / 2
     low, high = np.quantile(statistic, [tail, 1 - tail])
     return float(low), float(high)
@@ -211,23 +251,48 @@ def _initial_guess(x: np.ndarray, y: np.ndarray) -> list[float]:
     return [a0, float(np.exp(intercept)), float(np.clip(-slope, *_C_BOUNDS))]
 
 
-def fit_inverse_power_law(n_images: Sequence[float], accuracy: Sequence[float]) -> dict[str, Any]:
+def _at_bounds(a: float, b_scaled: float, c: float) -> list[str]:
+    """The parameters that ended on (or within a hair of) their bounds."""
+    hits = []
+    if a <= _BOUND_MARGIN or a >= 1 - _BOUND_MARGIN:
+        hits.append("a")
+    if b_scaled <= _BOUND_MARGIN:  # less than 0.1 point of rise over the fitted sizes
+        hits.append("b")
+    margin = _BOUND_MARGIN * (_C_BOUNDS[1] - _C_BOUNDS[0])
+    if c <= _C_BOUNDS[0] + margin or c >= _C_BOUNDS[1] - margin:
+        hits.append("c")
+    return hits
+
+
+def fit_inverse_power_law(
+    n_images: Sequence[float],
+    accuracy: Sequence[float],
+    *,
+    initial: Sequence[float] | None = None,
+) -> dict[str, Any]:
     """Fits the learning curve ``accuracy ≈ a − b·n^(−c)`` with scipy's ``curve_fit``.
 
     ``a`` is the accuracy the curve levels off at, ``b`` how far below it the curve
-    starts, ``c`` how fast it closes the gap. Bounds: ``0 ≤ a ≤ 1``, ``b ≥ 0``,
-    ``0.001 ≤ c ≤ 5``. ``n`` is rescaled by its smallest value during the fit for
+    starts, ``c`` how fast it closes the gap. Bounds keep the curve meaningful:
+    ``0 ≤ a ≤ 1`` (a plateau is an accuracy), ``b ≥ 0`` (the curve rises with data),
+    ``0.001 ≤ c ≤ 5`` (it closes the gap at a plausible rate). A fit that ends on a
+    bound (``at_bounds`` names the parameters) did not find its optimum inside them:
+    the data do not pin that parameter down, so predictions from it are not
+    identified. ``n`` is rescaled by its smallest value during the fit for
     conditioning; the returned ``b`` is in the original units. With exactly three sizes
     the curve passes through every point, so R² = 1 says nothing about its quality.
 
     Args:
         n_images: Training-set size of each point (photos, > 0); repeats allowed.
         accuracy: Accuracy of each point, as a fraction.
+        initial: ``(a, b, c)`` to start from (e.g. a fit to the same data, when refitting
+            bootstrap replicates); by default a guess from a straight line in log space.
 
     Returns:
         ``status`` (``"ok"``, ``"not enough points"`` or ``"failed"``), ``a, b, c, r2,
         rmse`` (``None`` unless ok; ``r2`` is ``None`` when all accuracies are equal),
-        ``n_points``, ``n_sizes``, ``max_n_images`` and a ``message``.
+        ``at_bounds`` (the parameters on their bounds), ``n_points``, ``n_sizes``,
+        ``max_n_images`` and a ``message``.
 
     Raises:
         ValueError: If the inputs differ in length, are not finite or sizes are ≤ 0.
@@ -239,12 +304,21 @@ def fit_inverse_power_law(n_images: Sequence[float], accuracy: Sequence[float]) 
         raise ValueError("n_images must be finite and > 0, accuracy finite.")
     n_sizes = int(np.unique(x).size)
     result: dict[str, Any] = dict.fromkeys(("a", "b", "c", "r2", "rmse"))
-    result |= {"n_points": int(x.size), "n_sizes": n_sizes}
+    result |= {"at_bounds": [], "n_points": int(x.size), "n_sizes": n_sizes}
     result["max_n_images"] = float(x.max()) if x.size else None
     if n_sizes < _MIN_FIT_SIZES:
         message = f"need at least {_MIN_FIT_SIZES} distinct training-set sizes, got {n_sizes}"
         return result | {"status": "not enough points", "message": message}
     scale = float(x.min())
+    if initial is None:
+        p0 = _initial_guess(x / scale, y)
+    else:  # b in the units of the rescaled sizes, kept inside the bounds
+        a0, b0, c0 = initial
+        p0 = [
+            float(np.clip(a0, 0, 1)),
+            max(b0 * scale ** (-c0), 0.0),
+            float(np.clip(c0, *_C_BOUNDS)),
+        ]
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", OptimizeWarning)
@@ -252,7 +326,7 @@ def fit_inverse_power_law(n_images: Sequence[float], accuracy: Sequence[float]) 
                 _power_law,
                 x / scale,
                 y,
-                p0=_initial_guess(x / scale, y),
+                p0=p0,
                 bounds=([0, 0, _C_BOUNDS[0]], [1, np.inf, _C_BOUNDS[1]]),
                 maxfev=_FIT_MAX_EVALUATIONS,
             )
@@ -267,6 +341,7 @@ def fit_inverse_power_law(n_images: Sequence[float], accuracy: Sequence[float]) 
         "c": float(c),
         "r2": 1 - float(np.sum(residual**2)) / total if total > _FLOAT_SLACK else None,
         "rmse": float(np.sqrt(np.mean(residual**2))),
+        "at_bounds": _at_bounds(float(a), float(b_scaled), float(c)),
         "message": f"fitted on {x.size} points at {n_sizes} sizes",
     }
 

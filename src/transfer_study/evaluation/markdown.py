@@ -8,9 +8,6 @@ from typing import Any
 
 import pandas as pd
 
-from .learning_curve import _MIN_FIT_SIZES
-from .recommendation import _cell
-
 
 def _markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     table = pd.DataFrame([list(row) for row in rows], columns=list(headers))
@@ -20,119 +17,205 @@ def _markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> li
 
 # --------------------------------------------------------------------------- ablation
 
-_FIT_CAVEAT = (
-    "Extrapolation assumes more physical samples photographed like the fitted cells; "
-    "it is a guess beyond the measured sizes, not a measurement."
+_NOT_SHOWN = (
+    "The answers hold for photos like these test photos, taken and labelled the same way, "
+    "and for models trained as these cells were; a budget shown to be enough is at most "
+    "the tolerance worse than the reference on this test set, not as good. Intervals cover "
+    "the test samples and the seeds (each drawing its own subset and initialisation) but "
+    "not another collection of training samples, another photographer or another camera. "
+    "The samples-vs-angles model scores photos one by one, so with imbalanced classes it "
+    "weighs the common classes more than balanced accuracy does, and it treats the seeds' "
+    "models as independent. An extrapolation assumes more physical samples photographed "
+    "like the fitted cells and that the curve keeps its shape beyond the grid: it is a "
+    "guess, not a measurement."
 )
-_EXACT_FIT_CAVEAT = (
-    f"A fit on {_MIN_FIT_SIZES} sizes has as many points as parameters, so its R² and RMSE "
-    "say little about its quality; add sizes to the grid to trust it."
-)
+_METRIC_NAMES = {"accuracy": "accuracy", "balanced_accuracy": "balanced accuracy"}
 
 
 def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.1f} %"
 
 
+def _points(value: float) -> str:
+    return f"{100 * value:+.1f}"
+
+
 def _count(n: float, noun: str) -> str:
     return f"{n:g} {noun}" if n == 1 else f"{n:g} {noun}s"
 
 
-def _shape(cell: Mapping[str, Any]) -> str:
+def _budget(cell: Mapping[str, Any]) -> str:
     return (
         f"{_count(cell['n_samples'], 'sample')} × {_count(cell['n_angles'], 'angle')} "
-        f"({_count(cell['n_images'], 'photo')})"
+        f"({_count(cell['photos'], 'photo')})"
     )
 
 
-def _with_ci(cell: Mapping[str, Any]) -> str:
-    low, high = 100 * cell["accuracy_ci_low"], 100 * cell["accuracy_ci_high"]
-    return f"{_pct(cell['accuracy_mean'])} [{low:.1f}, {high:.1f}]"
+def _interval(low: float, high: float, scale: float = 100, digits: int = 1) -> str:
+    return f"[{scale * low:.{digits}f}, {scale * high:.{digits}f}]"
 
 
 def _headline(recommendation: Mapping[str, Any]) -> list[str]:
-    overall = recommendation["overall"]
-    best, budget = overall["best"], overall["budget"]
-    points = 100 * recommendation["tolerance"]
-    lines = [
-        f"**Answer:** {budget['variant']} with {_shape(budget)} reaches "
-        f"{_pct(budget['accuracy_mean'])} test accuracy, within {_count(points, 'point')} of the "
-        f"best cell ({best['variant']}, {_shape(best)}: {_pct(best['accuracy_mean'])}).",
-        "",
-    ]
-    for variant, result in recommendation["variants"].items():
-        verdict = result["samples_vs_angles"]
-        fit = result["learning_curve"]
-        text = f"- {variant}: at equal photo counts, {verdict['verdict']}"
-        if verdict["mean_difference"] is not None:
-            text += f" (more samples − more angles: {100 * verdict['mean_difference']:+.1f} points)"
-        predictions = [e for e in fit["extrapolation"] if e["accuracy"] is not None]
-        if predictions:
-            text += "; the fitted curve predicts " + ", ".join(
-                f"{_pct(e['accuracy'])} at {e['multiple']:g}× ({e['n_images']} photos)"
-                for e in predictions
-            )
-        lines.append(text + ".")
+    variant = recommendation["recommended_variant"]
+    if variant is None:
+        lines = [f"**Answer:** no variant is recommended: {recommendation['reason']}", ""]
+        lines += [
+            f"- {name}: {result['verdict']}" for name, result in recommendation["variants"].items()
+        ]
+    else:
+        lines = [f"**Answer ({variant}):** {recommendation['verdict']}", ""]
+        lines.append(f"- Recommended variant: {recommendation['reason']}")
+    metric = _METRIC_NAMES[recommendation["metric"]]
+    lines.append(
+        f"- Headline metric: {metric}; a budget is enough when its loss against the "
+        f"reference is below {100 * recommendation['tolerance']:g} points."
+    )
+    lines.append(f"- {recommendation['intervals']}")
+    if recommendation["seed_warning"]:
+        lines.append(f"- **Warning:** {recommendation['seed_warning']}")
     return lines
 
 
-def _variant_rows(recommendation: Mapping[str, Any]) -> list[list[str]]:
-    rows = []
+def _noninferiority_section(recommendation: Mapping[str, Any]) -> list[str]:
+    level = f"{100 * recommendation['confidence']:g} %"
+    metric = _METRIC_NAMES[recommendation["metric"]]
+    lines = [
+        "## Is a smaller budget enough? (non-inferiority to the largest)",
+        "",
+        f"The reference, fixed before any result was seen, is each variant's largest budget. "
+        f"A smaller budget's loss (reference − budget, {metric}, paired on the same seeds and "
+        f"test photos) is enough when its one-sided {level} upper bound (two-level "
+        f"bootstrap) is below the tolerance. Budgets are tested from most photos to fewest "
+        f"and testing stops at the first that fails, so the chance of any false 'enough' "
+        f"stays at {100 - 100 * recommendation['confidence']:g} %.",
+    ]
+    headers = ["Order", "Budget", "Photos", _METRIC_NAMES[recommendation["metric"]].capitalize()]
+    headers += ["Difference (points)", f"Loss, {level} upper bound (points)", "Verdict"]
     for variant, result in recommendation["variants"].items():
-        best, budget = result["best"], result["budget"]
+        reference = result["reference"]
+        lines += [
+            "",
+            f"### {variant}",
+            "",
+            f"Reference: {_budget(reference)}, {metric} {_pct(reference['metric_mean'])}.",
+            "",
+        ]
+        rows = [
+            [
+                str(i),
+                budget["budget"],
+                str(budget["photos"]),
+                _pct(budget["metric_mean"]),
+                _points(budget["difference"]),
+                f"{100 * budget['loss_upper']:.1f}",
+                budget["status"],
+            ]
+            for i, budget in enumerate(result["budgets"], start=1)
+        ]
+        lines += _markdown_table(headers, rows) if rows else []
+        lines += ["", f"**Verdict:** {result['verdict']}"]
+    return lines
+
+
+def _slope(result: Mapping[str, Any], key: str) -> str:
+    return f"{result[f'{key}_slope']:+.2f} {_interval(*result[f'{key}_ci'], scale=1, digits=2)}"
+
+
+def _angles_rows(angles: Mapping[str, Any]) -> list[list[str]]:
+    rows = []
+    models = {"all variants": angles["all_variants"], **angles["variants"]}
+    for name, result in models.items():
+        if result["status"] != "ok":
+            rows.append([name, "", "", "", result["verdict"]])
+            continue
+        difference = f"{result['difference']:+.2f} {_interval(*result['difference_ci'], 1, 2)}"
         rows.append(
             [
-                variant,
-                _shape(best),
-                _with_ci(best),
-                _shape(budget),
-                _with_ci(budget),
-                f"{1 - budget['n_images'] / best['n_images']:.0%}",
+                name,
+                _slope(result, "samples"),
+                _slope(result, "angles"),
+                difference,
+                result["verdict"],
             ]
         )
     return rows
 
 
-def _pair_rows(recommendation: Mapping[str, Any]) -> list[list[str]]:
-    return [
-        [
-            variant,
-            str(pair["n_images"]),
-            pair["more_samples"],
-            _pct(pair["accuracy_more_samples"]),
-            pair["more_angles"],
-            _pct(pair["accuracy_more_angles"]),
-            f"{100 * pair['difference']:+.1f}",
-        ]
-        for variant, result in recommendation["variants"].items()
-        for pair in result["samples_vs_angles"]["pairs"]
+def _angles_section(recommendation: Mapping[str, Any]) -> list[str]:
+    angles = recommendation["samples_vs_angles"]
+    ci = f"{100 * angles['confidence']:g} % CI"
+    lines = [
+        "## More samples or more angles?",
+        "",
+        f"{angles['model']}. A slope is what one doubling adds to the log-odds that a test "
+        "photo is classified right; both doublings double the training photos. The verdict "
+        "reads the interval of their difference: above 0, more samples pay more; below 0, "
+        "more angles do; around 0, no clear difference.",
+        "",
     ]
+    headers = ["Model", f"Samples slope [{ci}]", f"Angles slope [{ci}]"]
+    lines += _markdown_table(
+        [*headers, f"Samples − angles [{ci}]", "Verdict"], _angles_rows(angles)
+    )
+    models = {"all variants": angles["all_variants"], **angles["variants"]}
+    lines += [
+        f"- {name}: the fit warned: {'; '.join(result['warnings'])}"
+        for name, result in models.items()
+        if result["warnings"]
+    ]
+    return lines
 
 
-def _fit_row(variant: str, fit: Mapping[str, Any]) -> list[str]:
+def _extrapolation_cell(fit: Mapping[str, Any]) -> str:
     if fit["status"] != "ok":
-        failed = f"{fit['status']}: {fit['message']}"
-        return [variant, fit["fit_on"], failed, "", "", "", "", str(fit["n_points"]), ""]
-    return [
-        variant,
-        fit["fit_on"],
-        _pct(fit["a"]),
-        f"{fit['b']:.3g}",
-        f"{fit['c']:.3g}",
-        "n/a" if fit["r2"] is None else f"{fit['r2']:.3f}",
-        _pct(fit["rmse"]),
-        str(fit["n_points"]),
-        "; ".join(f"{_pct(e['accuracy'])} at {e['n_images']}" for e in fit["extrapolation"]),
+        return f"none: {fit['message']}"
+    return "; ".join(
+        f"{_pct(p['metric'])} {_interval(p['low'], p['high'])} at {p['n_images']} photos "
+        f"({p['multiple']:g}×)"
+        for p in fit["predictions"]
+    )
+
+
+def _extrapolation_section(recommendation: Mapping[str, Any]) -> list[str]:
+    level = f"{100 * recommendation['confidence']:g} %"
+    lines = [
+        "## Learning curve and extrapolation",
+        "",
+        "metric ≈ a − b·n^(−c), n = training photos, fitted to every seed's point at the "
+        "largest angle count, only when the grid has at least 5 sample sizes. Bounds: "
+        "0 ≤ a ≤ 1 (the plateau), b ≥ 0 (the curve rises), 0.001 ≤ c ≤ 5 (its rate); a fit "
+        f"on a bound is not identified. Intervals ({level}) come from refitting each "
+        "bootstrap replicate.",
+        "",
     ]
+    rows = []
+    for variant, result in recommendation["variants"].items():
+        fit = result["extrapolation"]
+        fitted = fit.get("a") is not None
+        rows.append(
+            [
+                variant,
+                str(fit["n_sample_sizes"]),
+                _pct(fit["a"]) if fitted else "",
+                f"{fit['b']:.3g}" if fitted else "",
+                f"{fit['c']:.3g}" if fitted else "",
+                _extrapolation_cell(fit),
+            ]
+        )
+    headers = ["Variant", "Sample sizes", "a (plateau)", "b", "c"]
+    return lines + _markdown_table([*headers, f"Extrapolated [{level} interval]"], rows)
 
 
-def _curve_row_cells(row: pd.Series) -> list[str]:
+def _curve_row_cells(row: pd.Series, balanced: bool) -> list[str]:
+    mean, low, high = (row[c] for c in ("accuracy_mean", "accuracy_ci_low", "accuracy_ci_high"))
     cells = [
         str(row["variant"]),
         *(str(int(row[column])) for column in ("n_samples", "n_angles", "n_images", "n_seeds")),
-        _with_ci(_cell(row)),
+        f"{_pct(mean)} {_interval(low, high)}",
         f"{100 * row['accuracy_std']:.1f} pt",
     ]
+    if balanced:  # the headline metric the tests above used
+        cells.append(_pct(row["balanced_accuracy_mean"]))
     if {"steps_mean", "n_converged"} <= set(row.index):  # how the cells trained
         cells += [f"{row['steps_mean']:.0f}", f"{int(row['n_converged'])} of {int(row['n_seeds'])}"]
     return cells
@@ -145,47 +228,33 @@ def _training_headers(curve: pd.DataFrame) -> list[str]:
 
 
 def recommendation_markdown(recommendation: Mapping[str, Any], curve: pd.DataFrame) -> str:
-    """A readable report of the data-size ablation: the answer first, then the tables.
+    """A readable report of the data-size ablation: the answer first, then the evidence.
 
     Args:
-        recommendation: Output of :func:`recommend_data_budget`.
+        recommendation: Output of
+            :func:`transfer_study.evaluation.recommendation.recommend_data_budget`.
         curve: The learning curve from :func:`learning_curve_tables`.
 
     Returns:
-        Markdown with the headline answer, per-variant best and budget cells, the
-        samples-vs-angles pairs, the learning-curve fits and every cell.
+        Markdown: the answer, the recommended variant and why, the non-inferiority
+        table of each variant in test order, the samples-vs-angles model, the
+        extrapolation (or why there is none), every cell, and what the report does not
+        show.
     """
     ci = f"{100 * recommendation['confidence']:g} % CI"
-    points = f"{100 * recommendation['tolerance']:g} pt"
-    variants = recommendation["variants"]
     lines = ["# How much data is enough?", "", *_headline(recommendation), ""]
-    lines += ["## Per variant", ""]
-    headers = ["Variant", "Best cell", f"Accuracy [{ci}]", f"Cheapest within {points}"]
-    lines += _markdown_table(
-        [*headers, f"Accuracy [{ci}]", "Photos saved"], _variant_rows(recommendation)
-    )
-    lines += ["", "## More samples or more angles? (same number of photos)", ""]
-    pair_rows = _pair_rows(recommendation)
-    headers = ["Variant", "Photos", "More samples", "Accuracy", "More angles", "Accuracy"]
-    lines += (
-        _markdown_table([*headers, "Difference (points)"], pair_rows)
-        if pair_rows
-        else ["No two cells have the same number of photos; add e.g. 2n×k next to n×2k."]
-    )
-    lines += ["", "## Learning curve accuracy ≈ a − b·n^(−c) (n = training photos)", ""]
-    headers = ["Variant", "Fitted on", "a (plateau)", "b", "c", "R²", "RMSE", "Points"]
-    fits = [result["learning_curve"] for result in variants.values()]
-    lines += _markdown_table(
-        [*headers, "Extrapolated (at photos)"],
-        [_fit_row(variant, fit) for variant, fit in zip(variants, fits, strict=True)],
-    )
-    lines += ["", _FIT_CAVEAT]
-    if any(fit["n_sizes"] == _MIN_FIT_SIZES for fit in fits):
-        lines += ["", _EXACT_FIT_CAVEAT]
-    lines += ["", "## Every cell (mean over seeds)", ""]
+    lines += [*_noninferiority_section(recommendation), ""]
+    lines += [*_angles_section(recommendation), ""]
+    lines += [*_extrapolation_section(recommendation), ""]
+    lines += ["## Every cell (mean over seeds)", ""]
     headers = ["Variant", "Samples", "Angles", "Photos", "Seeds", f"Accuracy [{ci}]"]
+    headers.append("Std over seeds")
+    balanced = recommendation["metric"] == "balanced_accuracy"
+    balanced = balanced and "balanced_accuracy_mean" in curve.columns
+    headers += ["Balanced accuracy"] if balanced else []
     lines += _markdown_table(
-        [*headers, "Std over seeds", *_training_headers(curve)],
-        [_curve_row_cells(row) for _, row in curve.iterrows()],
+        [*headers, *_training_headers(curve)],
+        [_curve_row_cells(row, balanced) for _, row in curve.iterrows()],
     )
+    lines += ["", "## What this does not show", "", _NOT_SHOWN]
     return "\n".join(lines) + "\n"

@@ -1,158 +1,152 @@
-"""How much data is enough: the data-budget recommendation from a learning curve.
+"""How much data is enough: the data-size ablation's recommendation, from its cell records.
 
-Takes the report's ``tolerance``, ``extrapolate_to`` and ``confidence`` as keyword
-arguments. Pure functions: nothing here opens a file, logs to MLflow or prints.
+Puts together, per variant, the non-inferiority tests of the smaller budgets
+(:mod:`.noninferiority`) and the learning-curve extrapolation (:mod:`.extrapolation`),
+the samples-vs-angles model (:mod:`.angles_model`), and the variant to recommend, chosen
+with the study's own rule (:func:`.selection.choose_best_variant`) on the reference
+cells' validation metric. Pure functions: nothing here opens a file, logs to MLflow or
+prints.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from itertools import combinations
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from .learning_curve import (
-    _CURVE_COLUMNS,
-    _FLOAT_SLACK,
-    _MIN_FIT_SIZES,
-    extrapolate_power_law,
-    fit_inverse_power_law,
+from .angles_model import samples_vs_angles
+from .cell_scores import RERUN, CellScores, score_cells
+from .extrapolation import extrapolate_learning_curve
+from .noninferiority import budget_order, noninferiority
+from .selection import TIE_POINTS, choose_best_variant
+
+# Fewer seeds than this leave the seed-to-seed variance underestimated.
+MIN_SEEDS = 3
+CONDITIONAL = (
+    "Intervals are conditional on this pool of training samples: the test set and the "
+    "subsets drawn from this training split; another collection of samples would vary more."
 )
 
 
-def _cell(row: pd.Series) -> dict[str, Any]:
-    return {
-        "variant": str(row["variant"]),
-        "n_samples": int(row["n_samples"]),
-        "n_angles": int(row["n_angles"]),
-        "n_images": int(row["n_images"]),
-        "n_seeds": int(row["n_seeds"]),
-        "accuracy_mean": float(row["accuracy_mean"]),
-        "accuracy_ci_low": float(row["accuracy_ci_low"]),
-        "accuracy_ci_high": float(row["accuracy_ci_high"]),
-    }
+def _reference_choice_rows(
+    records: Sequence[Mapping[str, Any]], scores: Mapping[str, CellScores]
+) -> pd.DataFrame | None:
+    """Per variant: the reference cell's validation metric (mean over seeds), converged?"""
+    rows = []
+    for variant, cells in scores.items():
+        reference = cells.cells.iloc[budget_order(cells.cells)[0]]
+        chosen = [
+            r
+            for r in records
+            if str(r["variant"]) == variant
+            and (r["n_samples"], r["n_angles"]) == (reference["n_samples"], reference["n_angles"])
+        ]
+        if any("val_metric" not in r or "converged" not in r for r in chosen):
+            return None
+        rows.append(
+            {
+                "variant": variant,
+                "val_metric": float(np.mean([r["val_metric"] for r in chosen])),
+                # A seed that hit its cap makes the variant ineligible, as in the study.
+                "converged": all(bool(r["converged"]) for r in chosen),
+            }
+        )
+    return pd.DataFrame(rows)
 
 
-def _best_and_budget(cells: pd.DataFrame, tolerance: float) -> dict[str, Any]:
-    """Best cell (ties: fewer images, fewer samples) and the cheapest cell within tolerance."""
-    ranked = cells.sort_values(
-        ["accuracy_mean", "n_images", "n_samples"], ascending=[False, True, True], kind="stable"
-    )
-    best = ranked.iloc[0]
-    floor = best["accuracy_mean"] - tolerance - _FLOAT_SLACK
-    budget = (
-        ranked[ranked["accuracy_mean"] >= floor]
-        .sort_values(["n_images", "n_samples"], kind="stable")
-        .iloc[0]
-    )
-    return {"best": _cell(best), "budget": _cell(budget)}
-
-
-def _samples_vs_angles(cells: pd.DataFrame, tolerance: float) -> dict[str, Any]:
-    """Pairs of cells with the same number of photos: more samples against more angles."""
-    pairs = []
-    for n_images, group in cells.groupby("n_images", sort=True):
-        ordered = group.sort_values("n_samples")
-        for (_, angles), (_, samples) in combinations(ordered.iterrows(), 2):
-            if samples["n_samples"] == angles["n_samples"]:
-                continue
-            pairs.append(
-                {
-                    "n_images": int(n_images),
-                    "more_samples": f"{int(samples['n_samples'])}×{int(samples['n_angles'])}",
-                    "more_angles": f"{int(angles['n_samples'])}×{int(angles['n_angles'])}",
-                    "accuracy_more_samples": float(samples["accuracy_mean"]),
-                    "accuracy_more_angles": float(angles["accuracy_mean"]),
-                    "difference": float(samples["accuracy_mean"] - angles["accuracy_mean"]),
-                }
-            )
-    if not pairs:
+def _recommended_variant(
+    records: Sequence[Mapping[str, Any]], scores: Mapping[str, CellScores], metric: str
+) -> dict[str, Any]:
+    table = _reference_choice_rows(records, scores)
+    if table is None:
         return {
-            "verdict": "not comparable",
-            "mean_difference": None,
-            "more_samples_wins": 0,
-            "more_angles_wins": 0,
-            "pairs": [],
+            "variant": None,
+            "reason": f"the records lack the validation metric or convergence. {RERUN}",
+            "reference_validation": [],
         }
-    differences = np.array([p["difference"] for p in pairs])
-    mean = float(differences.mean())
-    verdict = (
-        "more samples"
-        if mean > tolerance
-        else "more angles"
-        if mean < -tolerance
-        else "no clear difference"
+    chosen = choose_best_variant(table)
+    rule = (
+        "chosen with the study's rule (evaluation/selection.py: best validation "
+        f"{metric.replace('_', ' ')}, "
+        f"variants within {TIE_POINTS:g} points tied and the cheaper one taken, never one "
+        "whose training hit its cap) on the reference cells' validation metric, mean over "
+        "seeds; the reference cell is the study's own setting, and test results play no part"
     )
-    return {
-        "verdict": verdict,
-        "mean_difference": mean,
-        "more_samples_wins": int((differences > 0).sum()),
-        "more_angles_wins": int((differences < 0).sum()),
-        "pairs": pairs,
-    }
-
-
-def _learning_curve_fit(cells: pd.DataFrame, multiples: Sequence[float]) -> dict[str, Any]:
-    """Fit on the cells at the largest angle count; on all cells if they have < 3 sizes."""
-    largest = cells["n_angles"].max()
-    chosen = cells[cells["n_angles"] == largest]
-    fit_on = f"n_angles={largest}"
-    if chosen["n_images"].nunique() < _MIN_FIT_SIZES:
-        chosen, fit_on = cells, "all cells"
-    fit = fit_inverse_power_law(chosen["n_images"], chosen["accuracy_mean"])
-    return {**fit, "fit_on": fit_on, "extrapolation": extrapolate_power_law(fit, multiples)}
+    reason = (
+        f"{chosen}, {rule}."
+        if chosen is not None
+        else f"no variant's reference cells all converged, so none is {rule}."
+    )
+    return {"variant": chosen, "reason": reason, "reference_validation": table.to_dict("records")}
 
 
 def recommend_data_budget(
-    curve: pd.DataFrame, *, tolerance: float, confidence: float, extrapolate_to: Sequence[float]
+    records: Sequence[Mapping[str, Any]],
+    *,
+    tolerance: float,
+    confidence: float,
+    n_resamples: int,
+    seed: int,
+    extrapolate_to: Sequence[float],
 ) -> dict[str, Any]:
-    """How much data is enough: per variant and overall.
-
-    * ``best``: the cell with the highest mean accuracy (ties: fewer photos, fewer samples).
-    * ``budget``: the cell with the fewest training photos (ties: fewer samples) whose
-      mean accuracy is within ``tolerance`` of the best.
-    * ``samples_vs_angles``: cells with the same number of photos (e.g. 2n×k against
-      n×2k), compared pairwise; the verdict is "more samples" or "more angles" when
-      the mean difference exceeds ``tolerance``, otherwise "no clear difference".
-    * ``learning_curve``: :func:`fit_inverse_power_law` on the mean accuracy against
-      photos of the cells at the variant's largest angle count (more physical samples
-      photographed the same way), or of all cells when those have fewer than three
-      sizes (``fit_on`` says which), with ``extrapolation`` to ``extrapolate_to``
-      times the largest size.
+    """How much data is enough: per variant, for the recommended variant, and why.
 
     Args:
-        curve: The learning curve from :func:`learning_curve_tables`.
-        tolerance: Accuracy (a fraction, ≥ 0) a cheaper cell may lose against the best
-            one and still be recommended.
-        confidence: Level of the curve's intervals (copied into the result for the
-            report's labels).
-        extrapolate_to: Multiples of the largest training-set size at which the fitted
-            curve is evaluated.
+        records: Cell records from ``summarise_cell``.
+        tolerance: The loss (a fraction of the headline metric) a smaller budget may
+            have against the reference and still be enough.
+        confidence: One-sided level of the non-inferiority bounds, and the level of the
+            GEE and extrapolation intervals.
+        n_resamples: Two-level bootstrap replicates (also the number of power-law refits).
+        seed: Seed of the bootstrap.
+        extrapolate_to: Multiples of the largest size fitted at which the learning curve
+            is extrapolated (where the grid supports it).
 
     Returns:
-        ``{"tolerance", "confidence", "overall": {"best", "budget"}, "variants":
-        {variant: {"best", "budget", "samples_vs_angles", "learning_curve"}}}``, all
-        JSON-serialisable.
+        JSON-serialisable: ``metric, tolerance, confidence, n_seeds, intervals`` (what
+        they are conditional on), ``seed_warning`` (or ``None``), ``recommended_variant``
+        and ``reason``, ``reference``, ``order``, ``budgets``, ``smallest_enough`` and
+        ``verdict`` of the recommended variant (``None`` when none is chosen),
+        ``variants`` (each: ``reference, order, budgets, smallest_enough, verdict,
+        extrapolation``) and ``samples_vs_angles``.
 
     Raises:
-        ValueError: If ``curve`` is empty or lacks columns.
+        ValueError: Without records, or with records the scores cannot pair
+            (:func:`.cell_scores.score_cells`).
     """
-    missing = [c for c in _CURVE_COLUMNS if c not in curve.columns]
-    if missing or curve.empty:
-        raise ValueError(f"curve must have rows and columns {_CURVE_COLUMNS}; missing {missing}.")
+    scores = score_cells(records, n_resamples=n_resamples, seed=seed)
+    metric = next(iter(scores.values())).metric
     variants = {
-        str(variant): {
-            **_best_and_budget(cells, tolerance),
-            "samples_vs_angles": _samples_vs_angles(cells, tolerance),
-            "learning_curve": _learning_curve_fit(cells, extrapolate_to),
+        variant: noninferiority(cells, tolerance=tolerance, confidence=confidence)
+        | {
+            "extrapolation": extrapolate_learning_curve(
+                cells, multiples=extrapolate_to, confidence=confidence
+            )
         }
-        for variant, cells in curve.groupby("variant", sort=True)
+        for variant, cells in scores.items()
     }
+    n_seeds = min(len(cells.seeds) for cells in scores.values())
+    choice = _recommended_variant(records, scores, metric)
+    answer = variants.get(choice["variant"] or "", {})
     return {
+        "metric": metric,
         "tolerance": tolerance,
         "confidence": confidence,
-        "overall": _best_and_budget(curve, tolerance),
+        "n_seeds": n_seeds,
+        "intervals": CONDITIONAL,
+        "seed_warning": None
+        if n_seeds >= MIN_SEEDS
+        else f"Only {n_seeds} seed(s): the seed-to-seed variance is underestimated, so "
+        f"intervals are too narrow; use at least {MIN_SEEDS} seeds.",
+        "recommended_variant": choice["variant"],
+        "reason": choice["reason"],
+        "reference_validation": choice["reference_validation"],
+        **{
+            key: answer.get(key)
+            for key in ("reference", "order", "budgets", "smallest_enough", "verdict")
+        },
         "variants": variants,
+        "samples_vs_angles": samples_vs_angles(records, confidence=confidence),
     }

@@ -1,15 +1,14 @@
-"""Ablation reporting: learning-curve tables, power-law fit, recommendation, figures."""
+"""Ablation reporting: learning-curve tables, the two-level bootstrap, the power-law fit,
+figures."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from tests.helpers.markdown_tables import markdown_tables
 from tests.helpers.splits import make_split
 from transfer_study.evaluation.figures import accuracy_heatmap_figure, learning_curve_figure
 from transfer_study.evaluation.learning_curve import (
@@ -18,8 +17,6 @@ from transfer_study.evaluation.learning_curve import (
     learning_curve_tables,
     two_level_bootstrap_ci,
 )
-from transfer_study.evaluation.markdown import recommendation_markdown
-from transfer_study.evaluation.recommendation import recommend_data_budget
 from transfer_study.pipelines.data_size_ablation.nodes import (
     select_training_subset,
     summarise_cell,
@@ -27,7 +24,6 @@ from transfer_study.pipelines.data_size_ablation.nodes import (
 
 # The report settings (data_size_ablation.report) as report_ablation passes them on.
 BOOTSTRAP = {"confidence": 0.95, "n_resamples": 1000, "seed": 0}
-BUDGET = {"tolerance": 0.01, "confidence": 0.95, "extrapolate_to": [2, 10]}
 SIZES = np.array([10, 20, 40, 80, 160, 320, 640], dtype=float)
 
 
@@ -115,6 +111,8 @@ def test_records_from_summarise_cell_feed_the_tables() -> None:
             "best_step": 5,
             "lr": 0.01,
             "converged": seed == 0,
+            "metric": "accuracy",
+            "best_val_metric": 0.6,
         }
         records.append(summarise_cell(cell, summary, metrics, predictions, subset))
     per_seed, curve = learning_curve_tables(records, **BOOTSTRAP)
@@ -200,11 +198,26 @@ def test_power_law_needs_three_sizes() -> None:
     assert extrapolate_power_law(fit, [2]) == [{"multiple": 2.0, "n_images": 40, "accuracy": None}]
 
 
-def test_flat_accuracy_has_no_r2() -> None:
+def test_flat_accuracy_has_no_r2_and_ends_on_a_bound() -> None:
     fit = fit_inverse_power_law([10, 20, 40], [0.7, 0.7, 0.7])
     assert fit["status"] == "ok"
     assert fit["r2"] is None
     assert fit["rmse"] < 1e-3
+    assert fit["at_bounds"]  # a flat curve has no rise or rate to fit: not identified
+
+
+def test_a_curve_still_rising_at_full_accuracy_ends_on_the_plateau_bound() -> None:
+    fit = fit_inverse_power_law(SIZES, 1.05 - 0.8 * SIZES ** (-0.3))
+    assert fit["status"] == "ok"
+    assert fit["at_bounds"] == ["a"]
+
+
+def test_a_fit_inside_its_bounds_reports_none_and_a_warm_start_agrees() -> None:
+    accuracy = 0.92 - 0.8 * SIZES ** (-0.6)
+    fit = fit_inverse_power_law(SIZES, accuracy)
+    assert fit["at_bounds"] == []
+    warm = fit_inverse_power_law(SIZES, accuracy, initial=(fit["a"], fit["b"], fit["c"]))
+    assert (warm["a"], warm["b"], warm["c"]) == pytest.approx((0.92, 0.8, 0.6), rel=1e-5)
 
 
 def test_power_law_rejects_bad_input() -> None:
@@ -222,7 +235,7 @@ def test_extrapolation_evaluates_the_fitted_curve() -> None:
     assert predictions[1]["accuracy"] == pytest.approx(0.92 - 0.8 * 6400 ** (-0.6), abs=1e-9)
 
 
-# --------------------------------------------------------------------------- recommendation
+# --------------------------------------------------------------------------- figures' input
 
 
 def synthetic_curve(accuracy: dict[str, Callable[[int, int], float]]) -> pd.DataFrame:
@@ -252,103 +265,6 @@ CURVE = synthetic_curve(
         "frozen": lambda n, k: 0.80 - 0.02 / np.sqrt(n) - 0.3 / k,
     }
 )
-
-
-def test_recommendation_finds_the_cheapest_cell_within_tolerance() -> None:
-    result = recommend_data_budget(CURVE, **BUDGET)
-    assert json.loads(json.dumps(result)) == result
-    finetune = result["variants"]["finetune"]
-    assert (finetune["best"]["n_samples"], finetune["best"]["n_angles"]) == (40, 4)
-    # 40×2 loses 0.5 points (kept), 40×1 loses 1.5 points (too many).
-    assert (finetune["budget"]["n_samples"], finetune["budget"]["n_angles"]) == (40, 2)
-    assert finetune["budget"]["n_images"] == 80
-    assert result["overall"]["best"]["variant"] == "finetune"
-    assert result["overall"]["budget"] == finetune["budget"]
-    frozen = result["variants"]["frozen"]
-    assert (frozen["best"]["n_samples"], frozen["best"]["n_angles"]) == (40, 4)
-    assert (frozen["budget"]["n_samples"], frozen["budget"]["n_angles"]) == (10, 4)
-
-
-def test_larger_tolerance_allows_a_smaller_budget() -> None:
-    result = recommend_data_budget(CURVE, **{**BUDGET, "tolerance": 0.02})
-    assert result["variants"]["finetune"]["budget"]["n_images"] == 40
-
-
-def test_budget_ties_prefer_fewer_samples() -> None:
-    flat = synthetic_curve({"finetune": lambda n, k: 0.9})
-    budget = recommend_data_budget(flat, **BUDGET)["variants"]["finetune"]["budget"]
-    assert (budget["n_samples"], budget["n_angles"]) == (10, 1)
-    equal_images = flat[flat["n_images"] == 40].assign(accuracy_mean=0.9)
-    budget = recommend_data_budget(equal_images, **BUDGET)["overall"]["budget"]
-    assert (budget["n_samples"], budget["n_angles"]) == (10, 4)
-
-
-def test_samples_vs_angles_verdict_compares_equal_photo_counts() -> None:
-    result = recommend_data_budget(CURVE, **BUDGET)["variants"]
-    finetune = result["finetune"]["samples_vs_angles"]
-    assert finetune["verdict"] == "more samples"
-    # Equal counts: 20 (20×1, 10×2), 40 (40×1, 20×2, 10×4: three pairs), 80 (40×2, 20×4).
-    assert len(finetune["pairs"]) == 5
-    assert finetune["more_samples_wins"] == 5
-    pair = next(p for p in finetune["pairs"] if p["more_samples"] == "20×1")
-    assert pair["more_angles"] == "10×2"
-    expected = (0.95 - 0.6 / np.sqrt(20) - 0.02) - (0.95 - 0.6 / np.sqrt(10) - 0.01)
-    assert pair["difference"] == pytest.approx(expected)
-    assert result["frozen"]["samples_vs_angles"]["verdict"] == "more angles"
-    assert result["frozen"]["samples_vs_angles"]["mean_difference"] < -0.01
-
-
-def test_samples_vs_angles_is_not_comparable_without_equal_budgets() -> None:
-    diagonal = CURVE[(CURVE["variant"] == "finetune") & (CURVE["n_angles"] == 1)]
-    verdict = recommend_data_budget(diagonal, **BUDGET)["variants"]["finetune"]
-    assert verdict["samples_vs_angles"] == {
-        "verdict": "not comparable",
-        "mean_difference": None,
-        "more_samples_wins": 0,
-        "more_angles_wins": 0,
-        "pairs": [],
-    }
-
-
-def test_learning_curve_fit_uses_the_largest_angle_count() -> None:
-    power = synthetic_curve({"finetune": lambda n, k: 0.9 - 0.5 * (n * k) ** -0.5})
-    fit = recommend_data_budget(power, **BUDGET)["variants"]["finetune"]["learning_curve"]
-    assert fit["fit_on"] == "n_angles=4"
-    assert fit["n_points"] == 3
-    assert (fit["a"], fit["b"], fit["c"]) == pytest.approx((0.9, 0.5, 0.5), rel=1e-4)
-    assert [e["n_images"] for e in fit["extrapolation"]] == [320, 1600]
-    assert fit["extrapolation"][1]["accuracy"] == pytest.approx(0.9 - 0.5 / 40, abs=1e-4)
-
-
-def test_learning_curve_fit_falls_back_to_all_cells() -> None:
-    few = CURVE[(CURVE["variant"] == "finetune") & (CURVE["n_samples"] < 40)]
-    fit = recommend_data_budget(few, **BUDGET)["variants"]["finetune"]["learning_curve"]
-    assert fit["fit_on"] == "all cells"
-    assert fit["n_points"] == 6
-    assert fit["status"] == "ok"
-
-
-def test_recommendation_rejects_an_empty_curve() -> None:
-    with pytest.raises(ValueError, match="must have rows"):
-        recommend_data_budget(CURVE.iloc[:0], **BUDGET)
-
-
-def test_markdown_puts_the_answer_first() -> None:
-    report = recommendation_markdown(recommend_data_budget(CURVE, **BUDGET), CURVE)
-    lines = report.splitlines()
-    assert lines[0] == "# How much data is enough?"
-    assert lines[2].startswith(
-        "**Answer:** finetune with 40 samples × 2 angles (80 photos) reaches 84.5 %"
-    )
-    assert "within 1 point of the best cell (finetune, 40 samples × 4 angles" in lines[2]
-    assert "- finetune: at equal photo counts, more samples" in report
-    assert "- frozen: at equal photo counts, more angles" in report
-    rows = [row for table in markdown_tables(report) for row in table]
-    assert ["finetune", "20", "20×1", "79.6 %", "10×2", "75.0 %", "+4.6"] in rows
-    assert any(row[:3] == ["Variant", "Fitted on", "a (plateau)"] for row in rows)
-    assert sum(row[:5] == ["finetune", "40", "4", "160", "3"] for row in rows) == 1
-    assert report.index("## Per variant") < report.index("## Every cell")
-    assert "as many points as parameters" in report  # both fits use exactly three sizes
 
 
 # --------------------------------------------------------------------------- figures
@@ -387,18 +303,3 @@ def test_heatmap_has_a_panel_per_variant_with_annotated_cells() -> None:
 def test_figures_reject_an_empty_curve() -> None:
     with pytest.raises(ValueError, match="no cells"):
         learning_curve_figure(CURVE.iloc[:0])
-
-
-def test_markdown_lists_how_each_cell_trained_when_the_curve_says() -> None:
-    curve = CURVE.assign(steps_mean=120.0, n_converged=2)
-    report = recommendation_markdown(recommend_data_budget(curve, **BUDGET), curve)
-    cells = markdown_tables(report)[-1]
-    assert cells[0][-2:] == ["Steps (mean)", "Converged"]
-    assert cells[1][-2:] == ["120", f"2 of {int(curve['n_seeds'].iloc[0])}"]
-    # Without those columns (an older curve), the table keeps its shape.
-    assert (
-        "Converged"
-        not in markdown_tables(
-            recommendation_markdown(recommend_data_budget(CURVE, **BUDGET), CURVE)
-        )[-1][0]
-    )

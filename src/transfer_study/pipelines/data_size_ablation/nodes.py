@@ -78,8 +78,9 @@ def summarise_cell(
         ``variant, n_samples, n_angles, seed`` (the grid coordinates), ``n_samples_used``
         and ``n_images`` (training samples and photos actually used), ``accuracy,
         accuracy_ci_low, accuracy_ci_high, balanced_accuracy``, ``macro_f1`` when
-        present, ``train_seconds``, ``steps``, ``best_step``, ``lr``, ``converged``, and per
-        test photo ``sample_id`` and ``correct``.
+        present, ``train_seconds``, ``steps``, ``best_step``, ``lr``, ``converged``,
+        ``metric`` (the headline metric's name), ``val_metric`` (its best validation
+        value), and per test photo ``sample_id``, ``label`` and ``correct``.
 
     Raises:
         ValueError: If the predictions are not of the subset's test photos.
@@ -105,8 +106,12 @@ def summarise_cell(
     for key in ("steps", "best_step", "lr"):
         record[key] = training_summary[key]
     record["converged"] = bool(training_summary["converged"])
+    # The report chooses the variant on validation (as the study does), never on test.
+    record["metric"] = str(training_summary["metric"])
+    record["val_metric"] = float(training_summary["best_val_metric"])
     correct = test_predictions["label"] == test_predictions["predicted"]
     record["sample_id"] = _plain(test_predictions["sample_id"])
+    record["label"] = _plain(test_predictions["label"])  # balanced accuracy needs the classes
     record["correct"] = [bool(value) for value in correct]
     return record
 
@@ -176,17 +181,11 @@ def report_ablation(
         the learning-curve figure and the samples × angles heatmap.
     """
     report = params.report
-    per_seed, curve = learning_curve_tables(
-        records,
-        confidence=report.confidence,
-        n_resamples=report.bootstrap_resamples,
-        seed=report.bootstrap_seed,
-    )
+    bootstrap = {"n_resamples": report.bootstrap_resamples, "seed": report.bootstrap_seed}
+    bootstrap["confidence"] = report.confidence
+    per_seed, curve = learning_curve_tables(records, **bootstrap)
     recommendation = recommend_data_budget(
-        curve,
-        tolerance=report.tolerance,
-        confidence=report.confidence,
-        extrapolate_to=report.extrapolate_to,
+        records, tolerance=report.tolerance, extrapolate_to=report.extrapolate_to, **bootstrap
     )
     return (
         per_seed,
