@@ -6,7 +6,6 @@ from kedro.pipeline import Pipeline
 from transfer_study.pipelines import data_processing
 from transfer_study.pipelines.data_size_ablation.pipeline import configured_grid
 from transfer_study.pipelines.variant_template import (
-    VARIANTS,
     embedding_pipeline,
     variant_learning_rate_pipeline,
 )
@@ -21,9 +20,9 @@ def register_pipelines() -> dict[str, Pipeline]:
     Returns:
         A mapping from pipeline names to ``Pipeline`` objects. ``__default__`` is the
         study; the demo-data generator, the data-size ablation and inference are only
-        run by name. The ablation runs after data processing and, when its grid has a
-        variant that trains on backbone features, the embedding step of the study; its cells
-        train with the learning rates the study's own nodes choose.
+        run by name. The ablation runs after data processing and the embedding step of the
+        study, whose near-copy check every cell waits for (through the learning rates the
+        study's own nodes choose, which read the checked split).
     """
     # `kedro run --pipeline=<name>` makes find_pipelines load only the named pipelines
     # (Kedro ≥ 1.7), so data processing is built here rather than looked up.
@@ -34,10 +33,10 @@ def register_pipelines() -> dict[str, Pipeline]:
     )
     if "data_size_ablation" in pipelines:
         grid = configured_grid()
-        needs_features = any(VARIANTS[variant] == "features" for variant in grid["variants"])
+        # The embedding runs whatever the grid: the near-copy check reads its features.
         shared = (
             data_processing.create_pipeline()
-            + (embedding_pipeline() if needs_features else Pipeline([]))
+            + embedding_pipeline()
             + sum(
                 (variant_learning_rate_pipeline(variant) for variant in grid["variants"]),
                 Pipeline([]),
