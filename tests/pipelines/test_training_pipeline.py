@@ -41,7 +41,7 @@ PER_VARIANT_OUTPUTS = (
     "lr_range_test",
     "seed_models",
 )
-STUDY_INPUTS = {"decoded_images", "split", "preprocessing"}
+STUDY_INPUTS = {"decoded_images", "split", "preprocessing", "sample_grouping"}
 OVERRIDES = {
     **TINY_TRAINING,
     **{f"{variant}.max_images": 8 * n for variant, n in STEPS.items()},
