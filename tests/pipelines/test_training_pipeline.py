@@ -268,3 +268,15 @@ def test_an_unknown_optimizer_in_one_block_stops_that_variant(study_inputs):
     with pytest.raises(Exception, match="optimizer"):
         parameters = project_parameters({**OVERRIDES, "finetune.optimizer": "adamx"}, pipeline)
         run_in_memory(pipeline, {**parameters, **study_inputs})
+
+
+def test_the_near_copy_check_runs_before_any_variant_chooses_its_lr_or_trains():
+    pipeline = create_pipeline()
+    after_check = {node.name for node in pipeline.from_nodes("check_near_copies_node").nodes}
+    trainings = {
+        node.name
+        for node in pipeline.nodes
+        if node.name.endswith((".train_node", ".choose_learning_rate_node"))
+    }
+    assert len(trainings) == 2 * len(VARIANTS)
+    assert trainings <= after_check

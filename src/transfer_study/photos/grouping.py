@@ -183,3 +183,27 @@ def _refuse_grouped_looking_names(
 def ungrouped_reason(pattern: str | None) -> str:
     """The data-quality reason of a photo the pattern left ungrouped."""
     return f"file name does not match raw_images.filename_pattern '{pattern}': its own sample"
+
+
+def grouping_summary(grouping: dict[str, Any]) -> str:
+    """The sentence a report puts at its top: how samples were formed, and the checks.
+
+    Args:
+        grouping: The grouping record (``grouping.json``).
+
+    Returns:
+        One Markdown paragraph, e.g. ``**Samples.** Every photo is its own sample (…):
+        398 photos. Near-copy check: 0 of 100 test photos (0.0 %) …``.
+    """
+    text = f"**Samples.** {grouping['statement']} {grouping['photos']} photos"
+    text += f" of {grouping['samples']} samples."
+    near_copy = grouping.get("near_copy", {})
+    if near_copy.get("checked"):
+        text += (
+            f" Near-copy check: {near_copy['near_copies']} of {near_copy['test_photos']} test "
+            f"photos ({100 * near_copy['share']:.1f} %) have a training photo with feature "
+            f"similarity above {near_copy['threshold']}."
+        )
+    elif near_copy:
+        text += " Near-copy check: not run (the frozen backbone has no pretrained weights)."
+    return text

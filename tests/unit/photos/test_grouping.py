@@ -10,7 +10,12 @@ from tests.helpers.photos import write_photo, write_photo_folder
 from transfer_study.config import RawImagesSettings
 from transfer_study.datasets import PhotoFolderDataset
 from transfer_study.photos.errors import SampleGroupingError
-from transfer_study.photos.grouping import ONE_PER_PHOTO, PATTERN, grouped_name_examples
+from transfer_study.photos.grouping import (
+    ONE_PER_PHOTO,
+    PATTERN,
+    grouped_name_examples,
+    grouping_summary,
+)
 from transfer_study.photos.ingestion import ingest
 
 PATTERN_TEXT = r"^(?P<sample_id>.+)_a(?P<angle>\d+)$"
@@ -115,3 +120,20 @@ def test_a_null_pattern_is_one_sample_per_photo_without_any_check(tmp_path):
     _, _, grouping = _ingest(folder, filename_pattern=None)
     assert grouping["method"] == ONE_PER_PHOTO
     assert "filename_pattern is null" in grouping["statement"]
+
+
+def test_the_summary_states_how_samples_were_formed_and_the_near_copy_share():
+    record = {
+        "method": ONE_PER_PHOTO,
+        "statement": "Every photo is its own sample (the pattern matches no file name).",
+        "photos": 398,
+        "samples": 398,
+        "near_copy": {"checked": True, "near_copies": 0, "test_photos": 100}
+        | {"share": 0.0, "threshold": 0.9},
+    }
+    summary = grouping_summary(record)
+    assert summary.startswith("**Samples.** Every photo is its own sample")
+    assert "398 photos of 398 samples" in summary
+    assert "0 of 100 test photos (0.0 %)" in summary
+    skipped = grouping_summary(record | {"near_copy": {"checked": False}})
+    assert "not run" in skipped
