@@ -76,7 +76,8 @@ def study_inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     processed = run_in_memory(
         pipeline, {**parameters, "raw_images": PhotoFolderDataset(path=str(photos))}
     )
-    return {name: processed[name] for name in STUDY_INPUTS}
+    # checked_split: what the near-copy check hands on, for runs of one namespace only.
+    return {name: processed[name] for name in STUDY_INPUTS} | {"checked_split": processed["split"]}
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +133,7 @@ def test_variants_share_the_study_inputs_and_write_namespaced_outputs():
     assert {"params:model", "params:evaluation"} <= pipeline.inputs()
     expected = {f"{v}.{name}" for v in VARIANTS for name in PER_VARIANT_OUTPUTS}
     settings = {f"{v}.training_settings" for v in VARIANTS} | {"embedding_settings"}
-    shared = {"backbone_features", "study_time_estimate"}
+    shared = {"backbone_features", "study_time_estimate", "checked_split", "grouping"}
     assert pipeline.all_outputs() == expected | settings | shared
     for variant in VARIANTS:
         evaluate = _node(pipeline, f"{variant}.evaluate_node")
