@@ -7,7 +7,6 @@ from transfer_study.pipelines import data_processing
 from transfer_study.pipelines.data_size_ablation.pipeline import configured_grid
 from transfer_study.pipelines.variant_template import (
     embedding_pipeline,
-    needs_features,
     variant_learning_rate_pipeline,
     variants_needed,
 )
@@ -22,9 +21,9 @@ def register_pipelines() -> dict[str, Pipeline]:
     Returns:
         A mapping from pipeline names to ``Pipeline`` objects. ``__default__`` is the
         study; the demo-data generator, the data-size ablation and inference are only
-        run by name. The ablation runs after data processing and, when its grid has a
-        variant that trains on backbone features, the embedding step of the study; its cells
-        train with the learning rates the study's own nodes choose.
+        run by name. The ablation runs after data processing and the embedding step of the
+        study, whose near-copy check every cell waits for (through the learning rates the
+        study's own nodes choose, which read the checked split).
     """
     # `kedro run --pipeline=<name>` makes find_pipelines load only the named pipelines
     # (Kedro ≥ 1.7), so data processing is built here rather than looked up.
@@ -35,13 +34,16 @@ def register_pipelines() -> dict[str, Pipeline]:
     )
     if "data_size_ablation" in pipelines:
         grid = configured_grid()
-        # A probed variant (fine-tune) also needs the features and the frozen variant's
-        # chosen settings, whether or not the grid trains frozen cells.
-        variants = variants_needed(grid["variants"])
+        # The embedding runs whatever the grid: the near-copy check reads its features. A
+        # probed variant (fine-tune) also needs the frozen variant's chosen settings,
+        # whether or not the grid trains frozen cells.
         shared = (
             data_processing.create_pipeline()
-            + (embedding_pipeline() if any(map(needs_features, variants)) else Pipeline([]))
-            + sum((variant_learning_rate_pipeline(variant) for variant in variants), Pipeline([]))
+            + embedding_pipeline()
+            + sum(
+                (variant_learning_rate_pipeline(v) for v in variants_needed(grid["variants"])),
+                Pipeline([]),
+            )
         )
         pipelines["data_size_ablation"] = shared + pipelines["data_size_ablation"]
     return pipelines

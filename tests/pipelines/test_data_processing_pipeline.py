@@ -70,7 +70,12 @@ def test_pipeline_reads_the_photo_folder_and_its_parameter_blocks():
         "params:split",
         "params:model",
     }
-    assert pipeline.outputs() == {"data_quality", "split_summary", "decoded_images"}
+    assert pipeline.outputs() == {
+        "data_quality",
+        "split_summary",
+        "decoded_images",
+        "sample_grouping",
+    }
     assert pipeline.all_outputs() == pipeline.outputs() | {"image_index", "split", "preprocessing"}
 
 

@@ -144,11 +144,18 @@ def test_the_grid_check_runs_before_any_cell_trains(ablation):
     assert trainings <= after_check
 
 
-def test_registered_ablation_contains_data_processing_and_the_embedding(ablation, configured_grid):
+def test_the_near_copy_check_runs_before_any_cell_trains(ablation):
+    after_check = {node.name for node in ablation.from_nodes("check_near_copies_node").nodes}
+    trainings = {node.name for node in ablation.nodes if node.name.endswith(".train_node")}
+    assert trainings
+    assert trainings <= after_check
+
+
+def test_registered_ablation_contains_data_processing_and_the_embedding(ablation):
     names = {node.name for node in ablation.nodes}
     assert {node.name for node in data_processing.create_pipeline().nodes} <= names
-    needs_features = "frozen" in configured_grid["variants"]
-    assert ("embed_images_node" in names) == needs_features
+    # Whatever the grid: the near-copy check reads the frozen backbone's features.
+    assert {"embed_images_node", "check_near_copies_node"} <= names
     assert {name for name in ablation.inputs() if not name.startswith("params:")} == {"raw_images"}
     assert ablation.outputs() >= REPORT_OUTPUTS
 

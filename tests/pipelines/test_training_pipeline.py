@@ -41,7 +41,7 @@ PER_VARIANT_OUTPUTS = (
     "lr_range_test",
     "seed_models",
 )
-STUDY_INPUTS = {"decoded_images", "split", "preprocessing"}
+STUDY_INPUTS = {"decoded_images", "split", "preprocessing", "sample_grouping"}
 OVERRIDES = {
     **TINY_TRAINING,
     **{f"{variant}.max_images": 8 * n for variant, n in STEPS.items()},
@@ -76,7 +76,8 @@ def study_inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     processed = run_in_memory(
         pipeline, {**parameters, "raw_images": PhotoFolderDataset(path=str(photos))}
     )
-    return {name: processed[name] for name in STUDY_INPUTS}
+    # checked_split: what the near-copy check hands on, for runs of one namespace only.
+    return {name: processed[name] for name in STUDY_INPUTS} | {"checked_split": processed["split"]}
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +133,7 @@ def test_variants_share_the_study_inputs_and_write_namespaced_outputs():
     assert {"params:model", "params:evaluation"} <= pipeline.inputs()
     expected = {f"{v}.{name}" for v in VARIANTS for name in PER_VARIANT_OUTPUTS}
     settings = {f"{v}.training_settings" for v in VARIANTS} | {"embedding_settings"}
-    shared = {"backbone_features", "study_time_estimate"}
+    shared = {"backbone_features", "study_time_estimate", "checked_split", "grouping"}
     probe = {"finetune.probe_head"}  # fine-tune's head, probed on the cached features
     assert pipeline.all_outputs() == expected | settings | shared | probe
     for variant in VARIANTS:
@@ -286,3 +287,15 @@ def test_finetune_starts_from_a_head_probed_with_the_frozen_variants_choice():
         assert "finetune.probe_head" in _node(pipeline, name).inputs
     for variant in ("scratch", "frozen"):
         assert not [n for n in pipeline.nodes if n.name.startswith(f"{variant}.probe")]
+
+
+def test_the_near_copy_check_runs_before_any_variant_chooses_its_lr_or_trains():
+    pipeline = create_pipeline()
+    after_check = {node.name for node in pipeline.from_nodes("check_near_copies_node").nodes}
+    trainings = {
+        node.name
+        for node in pipeline.nodes
+        if node.name.endswith((".train_node", ".choose_learning_rate_node"))
+    }
+    assert len(trainings) == 2 * len(VARIANTS)
+    assert trainings <= after_check

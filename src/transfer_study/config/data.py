@@ -9,6 +9,8 @@ from pydantic import Field, Strict, field_validator, model_validator
 
 from .base import OpenFraction, PositiveInt, Seed, Settings
 
+Fraction = Annotated[float, Strict(), Field(ge=0, le=1)]  # 0 and 1 included
+
 # The backbones downsample 32 times; a smaller input leaves them nothing to see.
 _MIN_IMAGE_SIZE = 32
 _SAMPLE_ID_GROUP = "sample_id"
@@ -40,6 +42,26 @@ class RawImagesSettings(Settings):
     )
     check_draft_size: PositiveInt | None = Field(
         description="check JPEGs at this many pixels a side at least; null = full size"
+    )
+    max_ungrouped_share: Fraction = Field(
+        default=0.10,
+        description="largest share of photos the pattern may leave ungrouped (each its own "
+        "sample) when it matches others; above it the run stops before the split",
+    )
+    near_copy_similarity: OpenFraction = Field(
+        default=0.90,
+        description="cosine similarity of frozen-backbone features above which a test photo "
+        "and its nearest training photo count as near-copies",
+    )
+    max_near_copy_share: Fraction = Field(
+        default=0.05,
+        description="largest share of test photos with a near-copy in training; above it "
+        "the run stops before any training",
+    )
+    allow_ungrouped: bool = Field(
+        default=False,
+        description="true: photos look like several views of the same objects but are "
+        "distinct; the grouping checks warn instead of stopping",
     )
 
     @field_validator("filename_pattern")

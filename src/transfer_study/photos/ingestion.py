@@ -14,12 +14,25 @@ import re
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 from tqdm.auto import tqdm
 
 from transfer_study.config import RawImagesSettings
 from transfer_study.images import ImageDecodeError, decode_rgb, is_hidden_or_system_file
+
+from .angles import angle_label
+from .errors import DataLayoutError
+from .grouping import (
+    ONE_PER_PHOTO,
+    UNGROUPED_STATUS,
+    check_coverage,
+    match_names,
+    ungrouped_reason,
+)
+
+__all__ = ["IMAGE_INDEX_COLUMNS", "QUALITY_COLUMNS", "DataLayoutError", "ingest"]
 
 logger = logging.getLogger(__name__)
 
@@ -37,10 +50,6 @@ IMAGE_INDEX_COLUMNS = [
 QUALITY_COLUMNS = ["path", "label", "status", "reason"]
 
 
-class DataLayoutError(ValueError):
-    """The photo folder or its manifest cannot be read as a labelled dataset."""
-
-
 @dataclass(frozen=True)
 class _Candidate:
     """A file the layout says is a labelled photo, before it has been checked."""
@@ -48,7 +57,7 @@ class _Candidate:
     path: str
     label: str
     sample_id: str | None
-    angle: int | None
+    angle: str | None  # a label: '030-120' stays as written
 
 
 def _folder_candidates(files: list[str], manifest_name: str) -> tuple[list[_Candidate], list[dict]]:
@@ -116,6 +125,7 @@ def _manifest_candidates(
         raise DataLayoutError(f"manifest.csv lists these paths more than once: {duplicated[:10]}")
 
     candidates, rejected = [], []
+    has_sample_ids = "sample_id" in manifest.columns
     for row_number, row in zip(row_numbers, manifest.itertuples(index=False), strict=True):
         path = _manifest_path(str(row.path), int(row_number))
         label = str(row.label).strip()
@@ -126,48 +136,53 @@ def _manifest_candidates(
             continue
         sample_id = getattr(row, "sample_id", None)
         angle = getattr(row, "angle", None)
+        if _blank(sample_id):
+            # With a sample_id column, a blank cell says "its own sample"; without one,
+            # the file-name pattern still applies.
+            sample_id = path if has_sample_ids else None
         candidates.append(
             _Candidate(
                 path=path,
                 label=label,
-                sample_id=None if _blank(sample_id) else str(sample_id).strip(),
-                angle=None if _blank(angle) else int(float(angle)),
+                sample_id=None if sample_id is None else str(sample_id).strip(),
+                angle=angle_label(angle),
             )
         )
     return candidates, rejected
 
 
 def _with_sample_ids(
-    candidates: list[_Candidate], pattern: str | None, ids_per_class: bool
-) -> list[_Candidate]:
-    """Fills sample id and angle from the file name where the manifest gave none."""
-    regex = re.compile(pattern) if pattern else None
-    unmatched = 0
-    resolved = []
+    candidates: list[_Candidate], settings: RawImagesSettings
+) -> tuple[list[_Candidate], list[dict], dict[str, Any]]:
+    """Fills sample id and angle from the file name where the manifest gave none.
+
+    Returns the candidates, the data-quality rows of the photos left ungrouped, and the
+    grouping record (``grouping.check_coverage``, which refuses a grouping that leaks).
+    """
+    unnamed = [c for c in candidates if c.sample_id is None]
+    matched = match_names([c.path for c in unnamed], settings.filename_pattern)
+    record = check_coverage(
+        [c.path for c in unnamed], [c.label for c in unnamed], matched, len(candidates), settings
+    )
+    found = {c.path: m for c, m in zip(unnamed, matched, strict=True)}
+    resolved, quality = [], []
     for candidate in candidates:
         sample_id, angle = candidate.sample_id, candidate.angle
-        if sample_id is None and regex is not None:
-            stem = posixpath.splitext(posixpath.basename(candidate.path))[0]
-            match = regex.search(stem)
-            if match:
-                sample_id = match.groupdict().get("sample_id")
-                if angle is None and match.groupdict().get("angle") is not None:
-                    angle = int(match.group("angle"))
-        if sample_id is None:
-            unmatched += 1
-            sample_id = candidate.path  # no grouping information: the photo is its own sample
-        if ids_per_class:
+        if candidate.path in found:
+            if found[candidate.path] is not None:
+                sample_id, name_angle = found[candidate.path]
+                angle = angle if angle is not None else name_angle
+            else:
+                sample_id = candidate.path  # no grouping information: its own sample
+                if record["method"] != ONE_PER_PHOTO:
+                    reason = ungrouped_reason(settings.filename_pattern)
+                    quality.append(
+                        _quality_row(candidate.path, candidate.label, UNGROUPED_STATUS, reason)
+                    )
+        if settings.sample_ids_per_class:
             sample_id = f"{candidate.label}/{sample_id}"
-        resolved.append(_Candidate(candidate.path, candidate.label, sample_id, angle or 0))
-    if unmatched:
-        logger.warning(
-            "%d of %d photos have no sample id (manifest column or raw_images.filename_pattern "
-            "'%s'): each is treated as its own physical sample.",
-            unmatched,
-            len(candidates),
-            pattern,
-        )
-    return resolved
+        resolved.append(_Candidate(candidate.path, candidate.label, sample_id, angle))
+    return resolved, quality, record
 
 
 def _check_one_label_per_sample(candidates: list[_Candidate]) -> None:
@@ -276,21 +291,26 @@ def _without_duplicates(index: pd.DataFrame) -> tuple[pd.DataFrame, list[dict]]:
 
 def ingest(
     raw_images: Mapping[str, Callable[[], bytes]], settings: RawImagesSettings
-) -> tuple[pd.DataFrame, pd.DataFrame]:
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
     """Reads a photo folder's layout and decodes every photo once to check it.
 
     Args:
         raw_images: Lazy loaders of every file's bytes, by path relative to the folder.
-        settings: The ``raw_images`` parameters: ``manifest``, ``classes``,
-            ``filename_pattern``, ``sample_ids_per_class``, ``check_draft_size``, ``path``.
+        settings: The ``raw_images`` parameters.
 
     Returns:
-        The image index (``IMAGE_INDEX_COLUMNS``, one row per usable photo) and the
-        data-quality report (``QUALITY_COLUMNS``, one row per excluded or converted file).
+        The image index (``IMAGE_INDEX_COLUMNS``, one row per usable photo; ``angle`` a
+        label or ``None``), the data-quality report (``QUALITY_COLUMNS``, one row per
+        excluded, converted or ungrouped file) and the grouping record: how samples were
+        formed (``method``, ``statement``), ``photos``, ``samples``, ``ungrouped_photos``
+        and ``ungrouped_share``.
 
     Raises:
         DataLayoutError: For a manifest that escapes the folder, lacks labels or uses
             unknown labels, and for a sample id with photos under two labels.
+        SampleGroupingError: For names the pattern groups only partly, or names that look
+            like several photos per object while nothing groups them (before any
+            photo is decoded).
     """
     manifest_name = settings.manifest or ""
     classes = settings.classes
@@ -307,25 +327,27 @@ def ingest(
                 if c.label not in classes
             ]
             candidates = [c for c in candidates if c.label in classes]
-    candidates = _with_sample_ids(
-        candidates, settings.filename_pattern, settings.sample_ids_per_class
-    )
+    candidates, ungrouped, grouping = _with_sample_ids(candidates, settings)
+    quality += ungrouped
     _check_one_label_per_sample(candidates)
     good, checked_quality = _checked_rows(candidates, raw_images, settings.check_draft_size)
     index = pd.DataFrame(good, columns=IMAGE_INDEX_COLUMNS)
     index, duplicate_quality = _without_duplicates(index)
     report = pd.DataFrame(quality + checked_quality + duplicate_quality, columns=QUALITY_COLUMNS)
-    excluded = int((report["status"] == "excluded").sum())
+    grouping |= {"photos": len(index), "samples": int(index["sample_id"].nunique())}
     logger.info(
         "Ingested %d photos of %d samples in %d classes from %s; %d files excluded, %d converted "
-        "(see data_quality.csv).",
+        "(see data_quality.csv). %s",
         len(index),
-        index["sample_id"].nunique(),
+        grouping["samples"],
         index["label"].nunique(),
         settings.path,
-        excluded,
+        int((report["status"] == "excluded").sum()),
         int((report["status"] == "converted").sum()),
+        grouping["statement"],
     )
-    return index.sort_values("path", ignore_index=True), report.sort_values(
-        "path", ignore_index=True
+    return (
+        index.sort_values("path", ignore_index=True),
+        report.sort_values("path", ignore_index=True),
+        grouping,
     )

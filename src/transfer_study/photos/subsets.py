@@ -11,8 +11,9 @@ cell's, so the learning curve measures more data rather than different data.
   A cell takes the first ``n_samples`` of that sequence, so the per-class counts grow
   monotonically with ``n`` and stay within two samples of proportional (the guaranteed
   first sample can exceed a small class's share).
-* Angles: an angle is one photo of the sample. Its photos, ordered by ``angle`` then
-  ``path`` (photos without an angle after numbered ones, in file order), are put in a
+* Angles: an angle is one photo of the sample. Its photos, ordered by ``angle`` label in
+  natural order (``a2 < a10``, ``030-120 < 045-000``) then ``path`` (photos without an
+  angle after labelled ones, in file order), are put in a
   seeded order that depends only on ``(seed, sample_id)``; a cell takes the first
   ``n_angles``.
 
@@ -34,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from transfer_study.config import AblationGrid, AblationSettings
+from transfer_study.photos.angles import angle_rank
 
 logger = logging.getLogger(__name__)
 
@@ -88,9 +90,13 @@ def _training_photos(split: pd.DataFrame) -> pd.DataFrame:
         raise ValueError("The split table has no training photos.")
     if train["sample_id"].isna().any():
         raise ValueError("Some training photos have no sample_id.")
-    # Canonical order: numbered angles first, then file order; the seeded permutation
-    # below is applied to this order.
-    return train.sort_values(["sample_id", "angle", "path"], na_position="last", kind="stable")
+    # Canonical order: labelled angles first in natural order, then file order; the
+    # seeded permutation below is applied to this order.
+    ranked = train.assign(_angle_rank=angle_rank(train["angle"]))
+    ordered = ranked.sort_values(
+        ["sample_id", "_angle_rank", "path"], na_position="last", kind="stable"
+    )
+    return ordered.drop(columns="_angle_rank")
 
 
 def _sample_sequence(train: pd.DataFrame, seed: int) -> pd.DataFrame:

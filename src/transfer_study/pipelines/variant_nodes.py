@@ -15,6 +15,7 @@ from matplotlib.figure import Figure
 from transfer_study.config import (
     EvaluationSettings,
     ModelSettings,
+    RawImagesSettings,
     TrainingSettings,
     VariantName,
     VariantOverrides,
@@ -23,7 +24,8 @@ from transfer_study.config import (
 )
 from transfer_study.evaluation.figures import lr_range_test_figure, training_curves_figure
 from transfer_study.models.preprocessing import Preprocessing
-from transfer_study.training.features import embed_images
+from transfer_study.photos.near_copies import guard_against_near_copies, near_copy_check
+from transfer_study.training.features import cached_features, embed_images
 from transfer_study.training.seeds import train_over_seeds
 from transfer_study.training.testing import evaluate_over_seeds
 from transfer_study.training.variants import (
@@ -234,3 +236,47 @@ def plot_training_curves(history: pd.DataFrame, summary: Mapping[str, Any]) -> F
         The figure.
     """
     return training_curves_figure(history, title=f"{summary['variant']}: training curves")
+
+
+# ---------------------------------------------------------------- the leak guard
+def check_near_copies(
+    backbone_features: Cache,
+    split: pd.DataFrame,
+    preprocessing: dict[str, Any],
+    model: ModelSettings,
+    settings: TrainingSettings,
+    raw_images: RawImagesSettings,
+    sample_grouping: dict[str, Any],
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Stops the run before any training when test photos have near-copies in training.
+
+    Args:
+        backbone_features: The frozen backbone's feature cache.
+        split: The split table.
+        preprocessing: ``resolve_preprocessing``' output.
+        model: ``params:model``.
+        settings: The frozen variant's resolved settings (the embedding's weights).
+        raw_images: ``params:raw_images``: the threshold, the share and
+            ``allow_ungrouped``.
+        sample_grouping: How the ingestion formed the samples.
+
+    Returns:
+        ``split``, unchanged (every variant trains on this output, so after the check),
+        and the grouping record with the near-copy share (``grouping.json``).
+
+    Raises:
+        SampleGroupingError: If the share of near-copies is above
+            ``raw_images.max_near_copy_share`` and ``allow_ungrouped`` is false.
+    """
+    check = None
+    if settings.weights != "none":  # random weights' features say nothing about copies
+        spec = Preprocessing.from_dict(preprocessing)
+        features = cached_features(backbone_features, split, spec, model, settings)
+        check = near_copy_check(
+            features.numpy(),
+            split,
+            threshold=raw_images.near_copy_similarity,
+            max_share=raw_images.max_near_copy_share,
+        )
+    grouping = guard_against_near_copies(check, sample_grouping, allow=raw_images.allow_ungrouped)
+    return split, grouping

@@ -11,6 +11,7 @@ from typing import Any
 from kedro.pipeline import Node, Pipeline
 
 from .variant_nodes import (
+    check_near_copies,
     choose_feature_variant_lr,
     choose_image_variant_lr,
     embed_backbone_features,
@@ -35,6 +36,8 @@ PROBE_INPUTS = {
 TRAINING_DEFAULTS = "params:training_defaults"
 # Kept outside the variant's namespace when it is applied.
 SHARED_PARAMETERS = ("params:model", "params:evaluation", TRAINING_DEFAULTS)
+# The split after the near-copy check: what every variant trains and is evaluated on.
+CHECKED_SPLIT = "checked_split"
 
 
 def bound(func: Callable, name: str, **values: Any) -> Callable:
@@ -181,9 +184,10 @@ def _namespaced(pipeline: Pipeline, variant: str) -> Pipeline:
         pipeline,
         namespace=variant,
         # Every free input (decoded images, split, features, ...) is shared by the study;
-        # a probe reads the frozen variant's chosen settings.
+        # a probe reads the frozen variant's chosen settings; the split is the one the
+        # near-copy check passed, so no variant trains before it.
         inputs={
-            name: PROBE_INPUTS.get(name, name)
+            name: CHECKED_SPLIT if name == "split" else PROBE_INPUTS.get(name, name)
             for name in pipeline.inputs()
             if not name.startswith("params:")
         },
@@ -212,7 +216,8 @@ def variant_pipeline(variant: str) -> Pipeline:
 
 
 def embedding_pipeline() -> Pipeline:
-    """Embeds every photo once with the frozen backbone, for every frozen run and cell."""
+    """Embeds every photo once with the frozen backbone, for every frozen run and cell,
+    then checks on those features that no test photo has a near-copy in training."""
     return Pipeline(
         [
             _resolve_node(
@@ -232,6 +237,20 @@ def embedding_pipeline() -> Pipeline:
                 ],
                 outputs="backbone_features",
                 name="embed_images_node",
+            ),
+            Node(
+                func=check_near_copies,
+                inputs=[
+                    "backbone_features",
+                    "split",
+                    "preprocessing",
+                    "params:model",
+                    "embedding_settings",
+                    "params:raw_images",
+                    "sample_grouping",
+                ],
+                outputs=[CHECKED_SPLIT, "grouping"],
+                name="check_near_copies_node",
             ),
         ]
     )

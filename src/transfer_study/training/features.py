@@ -152,3 +152,33 @@ class _EpochViews(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         return self.views[self.epoch % len(self.views), index], self.labels[index]
+
+
+def cached_features(
+    backbone_features: Mapping[str, Callable[[], dict]],
+    split: pd.DataFrame,
+    preprocessing: Preprocessing,
+    model: ModelSettings,
+    settings: TrainingSettings,
+) -> torch.Tensor:
+    """The un-augmented features ``embed_images`` cached for the photos of ``split``.
+
+    Args:
+        backbone_features: The feature cache.
+        split: The split table the features were embedded for.
+        preprocessing: Input size and normalisation.
+        model: The ``model`` parameters (``backbone``).
+        settings: The frozen variant's settings.
+
+    Returns:
+        One feature vector per row of ``split``, in its row order.
+
+    Raises:
+        KeyError: If the cache has no entry for these photos and settings.
+    """
+    key = _features_key(image_cache_key(split, preprocessing), model.backbone, settings)
+    if key not in backbone_features:
+        raise KeyError(f"No cached backbone features '{key}': run 'embed_images_node' first.")
+    cached = backbone_features[key]()
+    position = {path: i for i, path in enumerate(cached["paths"])}
+    return cached["features"][[position[path] for path in split["path"]]]

@@ -19,25 +19,29 @@ logger = logging.getLogger(__name__)
 
 def ingest_images(
     raw_images: Mapping[str, Callable[[], bytes]], params: RawImagesSettings
-) -> tuple[pd.DataFrame, pd.DataFrame]:
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
     """Reads the photo folder's layout and decodes every photo once to check it.
 
     Labels come from ``manifest.csv`` when the folder has one, otherwise from the class
     sub-folders. Sample id and angle come from the manifest or from
     ``params.filename_pattern`` (named groups ``sample_id`` and ``angle``, matched on the
-    file name without extension); a photo with neither is its own sample.
+    file name without extension); a photo with neither is its own sample. A pattern that
+    groups only some photos is refused above ``params.max_ungrouped_share`` of them.
 
     Args:
         raw_images: Lazy loaders of every file's bytes, by path relative to the folder.
         params: The ``raw_images`` parameters.
 
     Returns:
-        The image index (one row per usable photo) and the data-quality report (one row
-        per excluded or converted file, with the reason).
+        The image index (one row per usable photo), the data-quality report (one row
+        per excluded, converted or ungrouped file, with the reason) and the grouping
+        record (how the samples were formed, with counts).
 
     Raises:
         DataLayoutError: For a manifest that escapes the folder, lacks labels or uses
             unknown labels, and for a sample id with photos under two labels.
+        SampleGroupingError: For a grouping that would put photos of one object on both
+            sides of the split (see ``photos.grouping``).
     """
     return ingest(raw_images, params)
 

@@ -16,7 +16,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(
                 func=ingest_images,
                 inputs=["raw_images", "params:raw_images"],
-                outputs=["image_index", "data_quality"],
+                outputs=["image_index", "data_quality", "sample_grouping"],
                 name="ingest_images_node",
             ),
             Node(
