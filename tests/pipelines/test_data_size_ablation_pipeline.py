@@ -13,6 +13,7 @@ import pytest
 from kedro.pipeline import Node, Pipeline
 from matplotlib.figure import Figure
 
+from tests.helpers.grouping import GROUPING
 from tests.helpers.in_memory_runs import run_in_memory
 from tests.helpers.parameters import REPO_ROOT, TINY_TRAINING, project_parameters, raw_parameters
 from tests.helpers.photos import write_photo_folder
@@ -92,8 +93,9 @@ def ablation(registered_pipelines: dict[str, Pipeline]) -> Pipeline:
 
 def test_report_reads_the_result_of_every_cell_of_the_grid(ablation, configured_grid):
     report = _node(ablation, "report_ablation_node")
-    assert report.inputs[0] == "params:data_size_ablation"
-    results = report.inputs[1:]
+    # The report states how samples were formed (the near-copy check's record).
+    assert report.inputs[:2] == ["params:data_size_ablation", "grouping"]
+    results = report.inputs[2:]
     assert len(results) == len(set(results))
     assert set(results) == {f"{cell}.result" for cell in _cells(configured_grid)}
     assert set(report.outputs) == REPORT_OUTPUTS
@@ -191,7 +193,8 @@ def test_report_summarises_fake_results_for_every_cell_of_the_grid(ablation, con
     parameters = project_parameters(
         {"data_size_ablation.report.bootstrap_resamples": 50}, report_only
     )
-    outputs = run_in_memory(report_only, {**parameters, **records})
+    outputs = run_in_memory(report_only, {**parameters, "grouping": GROUPING, **records})
+    assert "**Samples.** " + GROUPING["statement"] in outputs["ablation_report"]
     per_seed = outputs["ablation_per_seed"]
     assert len(per_seed) == len(records)
     curve = outputs["ablation_learning_curve"]

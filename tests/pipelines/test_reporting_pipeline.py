@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
+from tests.helpers.grouping import GROUPING
 from tests.helpers.in_memory_runs import run_in_memory
 from tests.helpers.parameters import project_parameters
 from transfer_study.evaluation.metrics import classification_metrics
@@ -96,7 +97,8 @@ def _inputs(photos_of: dict[str, pd.DataFrame] | None = None) -> dict[str, Any]:
     for seconds, (variant, n_correct) in enumerate(CORRECT.items(), start=1):
         photos = photos_of.get(variant, _test_photos())
         results.update(_variant_results(variant, n_correct, float(seconds), photos))
-    return {**project_parameters(OVERRIDES, create_pipeline()), **results}
+    parameters = project_parameters(OVERRIDES, create_pipeline())
+    return {**parameters, "grouping": GROUPING, **results}
 
 
 @pytest.fixture(scope="module")
@@ -109,6 +111,7 @@ def test_reporting_reads_each_variant_in_the_order_compare_variants_expects():
     assert node.inputs == [
         "params:model",
         "params:evaluation",
+        "grouping",
         *(f"{variant}.{name}" for variant in VARIANTS for name in PER_VARIANT),
     ]
 
@@ -116,7 +119,14 @@ def test_reporting_reads_each_variant_in_the_order_compare_variants_expects():
 def test_every_variant_result_reporting_reads_is_written_by_training():
     data_inputs = {name for name in create_pipeline().inputs() if not name.startswith("params:")}
     assert data_inputs <= training.create_pipeline().all_outputs()
-    assert len(data_inputs) == len(VARIANTS) * len(PER_VARIANT)
+    assert len(data_inputs) == len(VARIANTS) * len(PER_VARIANT) + 1  # and the grouping
+
+
+def test_the_report_says_first_how_samples_were_formed(outputs):
+    summary, blank, heading = outputs["variant_comparison_report"].split("\n")[:3]
+    assert (blank, heading) == ("", "## Results")
+    assert summary.startswith("**Samples.** " + GROUPING["statement"])
+    assert "Near-copy check: 0 of 12 test photos" in summary
 
 
 def test_comparison_has_one_row_per_variant_with_its_own_results(outputs):

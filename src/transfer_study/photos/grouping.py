@@ -207,3 +207,16 @@ def grouping_summary(grouping: dict[str, Any]) -> str:
     elif near_copy:
         text += " Near-copy check: not run (the frozen backbone has no pretrained weights)."
     return text
+
+
+def with_grouping_summary(markdown: str, grouping: dict[str, Any]) -> str:
+    """``markdown`` with :func:`grouping_summary` under its title (or at its top).
+
+    Every report says how its samples were formed: a reader must know whether "one sample
+    per photo" was read from the names or is the folder's own layout.
+    """
+    summary = grouping_summary(grouping)
+    title, newline, rest = markdown.partition("\n")
+    if title.startswith("# ") and newline:
+        return f"{title}\n\n{summary}\n{rest}"
+    return f"{summary}\n\n{markdown}"

@@ -137,3 +137,13 @@ def test_the_summary_states_how_samples_were_formed_and_the_near_copy_share():
     assert "0 of 100 test photos (0.0 %)" in summary
     skipped = grouping_summary(record | {"near_copy": {"checked": False}})
     assert "not run" in skipped
+
+
+def test_the_grouping_summary_goes_under_a_reports_title_or_at_its_top():
+    from tests.helpers.grouping import GROUPING
+    from transfer_study.photos.grouping import with_grouping_summary
+
+    titled = with_grouping_summary("# How much data?\n\nbody", GROUPING).split("\n")
+    assert titled[0] == "# How much data?" and titled[2].startswith("**Samples.**")
+    untitled = with_grouping_summary("## Results\n\nbody", GROUPING).split("\n")
+    assert untitled[0].startswith("**Samples.**") and untitled[2] == "## Results"

@@ -19,6 +19,7 @@ from transfer_study.evaluation.figures import accuracy_heatmap_figure, learning_
 from transfer_study.evaluation.learning_curve import learning_curve_tables
 from transfer_study.evaluation.markdown import recommendation_markdown
 from transfer_study.evaluation.recommendation import recommend_data_budget
+from transfer_study.photos.grouping import with_grouping_summary
 from transfer_study.photos.subsets import (
     TRAIN_SPLIT,
     grid_signature,
@@ -166,7 +167,7 @@ def cell_training_parameters(
 
 
 def report_ablation(
-    params: AblationSettings, *records: Mapping[str, Any]
+    params: AblationSettings, grouping: dict[str, Any], *records: Mapping[str, Any]
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any], str, Figure, Figure]:
     """Everything the ablation reports, from every cell's record.
 
@@ -174,6 +175,8 @@ def report_ablation(
         params: ``data_size_ablation`` parameters; its ``report`` block holds
             ``tolerance``, ``confidence``, ``bootstrap_resamples``, ``bootstrap_seed``
             and ``extrapolate_to``.
+        grouping: How the photos were grouped into samples (``grouping.json``); the
+            report states it at its top.
         *records: One ``summarise_cell`` record per cell.
 
     Returns:
@@ -191,7 +194,7 @@ def report_ablation(
         per_seed,
         curve,
         recommendation,
-        recommendation_markdown(recommendation, curve),
+        with_grouping_summary(recommendation_markdown(recommendation, curve), grouping),
         learning_curve_figure(curve),
         accuracy_heatmap_figure(curve),
     )

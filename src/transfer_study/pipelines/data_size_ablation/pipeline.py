@@ -134,6 +134,7 @@ def create_pipeline(**kwargs) -> Pipeline:
         func=report_ablation,
         inputs=[
             f"params:{PARAMETERS_KEY}",
+            "grouping",
             *(f"ablation.{cell_name(variant, cell)}.result" for variant, cell in cells),
         ],
         outputs=[

@@ -14,6 +14,7 @@ from transfer_study.evaluation.comparison_report import comparison_markdown
 from transfer_study.evaluation.figures import variant_comparison_figure
 from transfer_study.evaluation.pairs import paired_differences
 from transfer_study.evaluation.selection import choose_best_variant
+from transfer_study.photos.grouping import with_grouping_summary
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +57,10 @@ def _comparison_row(
 
 
 def compare_variants(
-    model_params: ModelSettings, evaluation_params: EvaluationSettings, *results: Any
+    model_params: ModelSettings,
+    evaluation_params: EvaluationSettings,
+    grouping: dict[str, Any],
+    *results: Any,
 ) -> tuple[pd.DataFrame, pd.DataFrame, str, Figure]:
     """Puts the variants side by side and compares every pair on the same test photos.
 
@@ -64,6 +68,8 @@ def compare_variants(
         model_params: ``model`` parameters (names the backbone).
         evaluation_params: ``evaluation`` parameters (``confidence``, the bootstrap's
             resamples and seed, ``permutation_resamples``).
+        grouping: How the photos were grouped into samples (``grouping.json``); the
+            report states it at its top.
         *results: For each variant, in order: its test metrics, training summary and
             test predictions.
 
@@ -100,7 +106,9 @@ def compare_variants(
         permutation_resamples=evaluation_params.permutation_resamples,
         seed=evaluation_params.bootstrap_seed,
     )
-    report = comparison_markdown(comparison, pairs, confidence=confidence)
+    report = with_grouping_summary(
+        comparison_markdown(comparison, pairs, confidence=confidence), grouping
+    )
     chart = variant_comparison_figure(
         comparison, title=f"Test accuracy with {confidence:.0%} CI ({model_params.backbone})"
     )

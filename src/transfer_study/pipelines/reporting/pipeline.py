@@ -22,7 +22,7 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(
                 func=compare_variants,
-                inputs=["params:model", "params:evaluation", *per_variant],
+                inputs=["params:model", "params:evaluation", "grouping", *per_variant],
                 outputs=[
                     "variant_comparison",
                     "variant_pairs",
