@@ -171,8 +171,8 @@ def search_on_validation(
         candidates: Learning rates to try.
 
     Returns:
-        The chosen learning rate (best validation metric, ties to the lower validation
-        loss) and one row per candidate: ``lr, val_metric, val_loss, steps``.
+        The chosen learning rate (lowest validation loss, ties to the better validation
+        metric) and one row per candidate: ``lr, val_metric, val_loss, steps``.
     """
     rows = []
     for lr in candidates:
@@ -187,5 +187,8 @@ def search_on_validation(
             }
         )
     table = pd.DataFrame(rows)
-    ranked = table.sort_values(["val_metric", "val_loss"], ascending=[False, True], kind="stable")
+    # The loss, not the metric: on a few dozen validation photos accuracy moves in steps of
+    # one photo, and on the ants/bees photos (split 42) lr 0.32 beat 0.003 by one photo
+    # while its validation loss was 3.45 against 0.13 (a head with exploded logits).
+    ranked = table.sort_values(["val_loss", "val_metric"], ascending=[True, False], kind="stable")
     return float(ranked["lr"].iloc[0]), table
