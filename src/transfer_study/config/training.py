@@ -109,6 +109,9 @@ class TrainingSettings(Settings):
     head_warmup_steps: NonNegativeInt = Field(
         description="steps training only the head before the backbone unfreezes"
     )
+    lr_warmup_steps: NonNegativeInt = Field(
+        description="steps over which every learning rate rises linearly to its value"
+    )
     head_init: Literal["random", "probe"] = Field(
         description="fine-tune's head: random, or probe (first trained on cached features)"
     )

@@ -179,6 +179,8 @@ def fit(
     schedule: Schedule | None = None,
     backbone: nn.Module | None = None,
     warmup_steps: int = 0,
+    lr_warmup_steps: int = 0,
+    validate_start: bool = False,
     fixed_batchnorm: bool = False,
     variant: str = "",
     on_epoch_start: Callable[[int], None] | None = None,
@@ -198,6 +200,11 @@ def fit(
         backbone: The backbone inside ``model``, frozen (no gradients, BatchNorm
             statistics fixed) for the first ``warmup_steps`` steps: the head warm-up.
         warmup_steps: Steps of head warm-up.
+        lr_warmup_steps: Steps over which every learning rate rises linearly to its
+            value (Goyal et al. 2017): Adam's first steps move every weight by about the
+            lr whatever its gradient, which knocks a pretrained backbone off its fit.
+        validate_start: Validate the starting weights too (step 0), so that a start that
+            training never beats on validation (a probed head) is what is kept.
         fixed_batchnorm: Keep the backbone's BatchNorm layers in inference mode while it
             trains (running statistics fixed, scale and shift still learnt), as Keras's
             transfer-learning guide advises for small data sets.
@@ -217,6 +224,14 @@ def fit(
     n_train = max(len(train_loader.dataset), 1)  # type: ignore[arg-type]
     started = last_validation = time.perf_counter()
     stop: StopReason | None = None
+    base_lrs = [group["lr"] for group in optimizer.param_groups]
+    if validate_start:
+        val = evaluate(model, criterion, val_loader, settings)
+        rows.append(_row(progress, n_train, math.nan, math.nan, val, metric, optimizer, 0.0))
+        rows[-1] |= {"backbone_frozen": backbone is not None and warmup_steps > 0}
+        best, best_state = val, copy.deepcopy(model.state_dict())
+        rows[-1]["improved"] = True
+        _log_validation(variant, rows[-1], budget, metric)
     while stop is None:
         progress.epoch += 1
         if on_epoch_start is not None:
@@ -227,6 +242,10 @@ def fit(
             if mode != frozen:  # at the epoch's start, after a validation, after warm-up
                 _enter_train_mode(model, backbone, frozen, fixed_batchnorm)
                 mode = frozen
+            if progress.step < lr_warmup_steps:
+                # By hand: ReduceLROnPlateau cannot be chained after a warm-up scheduler.
+                for group, base_lr in zip(optimizer.param_groups, base_lrs, strict=True):
+                    group["lr"] = base_lr * (progress.step + 1) / lr_warmup_steps
             loss, logits, labels = train_step(model, criterion, optimizer, batch, settings, scaler)
             check_finite(loss, variant, progress.step + 1)
             progress.add_batch(loss, logits, labels)
@@ -241,22 +260,11 @@ def fit(
             val = evaluate(model, criterion, val_loader, settings)
             train_loss, train_accuracy = progress.take_train_means()
             now = time.perf_counter()
-            rows.append(
-                {
-                    "step": progress.step,
-                    "epoch": round(progress.images / n_train, 3),
-                    "images_seen": progress.images,
-                    "train_loss": train_loss,
-                    "train_accuracy": train_accuracy,
-                    "val_loss": val.loss,
-                    "val_accuracy": val.accuracy,
-                    "val_balanced_accuracy": val.balanced_accuracy,
-                    "val_metric": val.metric(metric),
-                    "lr": optimizer.param_groups[0]["lr"],
-                    "backbone_frozen": frozen,
-                    "seconds": now - last_validation,
-                }
+            seconds = now - last_validation
+            row = _row(
+                progress, n_train, train_loss, train_accuracy, val, metric, optimizer, seconds
             )
+            rows.append(row | {"backbone_frozen": frozen})
             last_validation = now
             _log_validation(variant, rows[-1], budget, metric)
             progress.stale = 0 if _is_progress(val, best, metric) else progress.stale + 1
@@ -288,6 +296,32 @@ def fit(
             progress.stale,
         )
     return FitResult(history, best_row, stop, time.perf_counter() - started)
+
+
+def _row(
+    progress: _Progress,
+    n_train: int,
+    train_loss: float,
+    train_accuracy: float,
+    val: EvalResult,
+    metric: Metric,
+    optimizer: torch.optim.Optimizer,
+    seconds: float,
+) -> dict:
+    """One history row: where training is, and what validation said."""
+    return {
+        "step": progress.step,
+        "epoch": round(progress.images / n_train, 3),
+        "images_seen": progress.images,
+        "train_loss": train_loss,
+        "train_accuracy": train_accuracy,
+        "val_loss": val.loss,
+        "val_accuracy": val.accuracy,
+        "val_balanced_accuracy": val.balanced_accuracy,
+        "val_metric": val.metric(metric),
+        "lr": optimizer.param_groups[0]["lr"],
+        "seconds": seconds,
+    }
 
 
 def _stop_reason(progress: _Progress, budget: Budget, at_cap: bool) -> StopReason | None:

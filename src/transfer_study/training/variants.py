@@ -111,14 +111,19 @@ def _train(
     preprocessing: Preprocessing,
     model: ModelSettings,
     settings: TrainingSettings,
+    *,
+    validate_start: bool = False,
 ) -> tuple[dict[str, Any], pd.DataFrame, dict[str, Any]]:
-    """Trains ``setup`` to convergence; returns the checkpoint, history and summary."""
+    """Trains ``setup`` to convergence; returns the checkpoint, history and summary.
+
+    ``validate_start``: the starting weights (a probed head) are a candidate too.
+    """
     if settings.lr == "auto":
         raise ValueError(f"Variant '{settings.name}': choose the learning rate before training.")
     if len(setup.train_loader) == 0:
         raise ValueError(f"Variant '{settings.name}': the split has no training photos.")
     _log_parameter_counts(setup, settings)
-    result = _fit(setup, settings)
+    result = _fit(setup, settings, validate_start=validate_start)
     if setup.backbone is not None:
         set_backbone_trainable(setup.classifier, True)
     summary = _summary(setup, result, _budget(settings), split, settings, model)
@@ -134,7 +139,9 @@ def _train(
     return checkpoint, result.history, summary
 
 
-def _fit(setup: TrainingSetup, settings: TrainingSettings) -> FitResult:
+def _fit(
+    setup: TrainingSetup, settings: TrainingSettings, *, validate_start: bool = False
+) -> FitResult:
     """Trains ``setup`` with ``settings`` (a numeric ``lr``) under the budget."""
     budget = _budget(settings)
     optimizer = setup.optimizer(settings, settings.lr)
@@ -158,6 +165,8 @@ def _fit(setup: TrainingSetup, settings: TrainingSettings) -> FitResult:
         schedule=schedule,
         backbone=setup.backbone,
         warmup_steps=settings.head_warmup_steps,
+        lr_warmup_steps=settings.lr_warmup_steps,
+        validate_start=validate_start,
         fixed_batchnorm=settings.batchnorm == "fixed",
         variant=settings.name,
         on_epoch_start=setup.on_epoch_start,
@@ -345,7 +354,8 @@ def train_on_images(
         The checkpoint, the history (one row per validation) and a training summary.
     """
     setup = _image_setup(decoded_images, split, preprocessing, model, settings, head)
-    return _train(setup, split, preprocessing, model, settings)
+    # A probed start is a candidate: training that never beats it on validation keeps it.
+    return _train(setup, split, preprocessing, model, settings, validate_start=head is not None)
 
 
 def train_on_features(

@@ -37,7 +37,7 @@ def test_each_variant_is_the_defaults_updated_with_its_block(training_blocks: di
     frozen = _settings(training_blocks, "frozen")
     defaults = training_blocks["training_defaults"]
     assert (finetune.name, finetune.weights, finetune.lr) == ("finetune", "imagenet", "auto")
-    assert (finetune.head_init, finetune.backbone_lr_multiplier) == ("probe", 0.01)
+    assert (finetune.head_init, finetune.backbone_lr_multiplier) == ("probe", 1.0)
     assert (frozen.head_init, finetune.head_warmup_steps) == ("random", 0)
     assert frozen.patience == training_blocks["frozen"]["patience"]  # its own
     assert finetune.patience == defaults["patience"]  # the default

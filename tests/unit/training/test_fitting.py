@@ -205,3 +205,71 @@ def test_a_budget_in_images_becomes_steps_with_a_minimum():
         max_images=30, batch_size=32, min_steps=50, val_every_steps=10, patience=3
     )
     assert small.max_steps == 50  # a tiny data set still gets min_steps updates
+
+
+def test_a_validated_start_is_kept_when_training_never_beats_it():
+    model = nn.Linear(2, 2, bias=False)
+    with torch.no_grad():
+        model.weight.copy_(2 * RIGHT)  # the start: accuracy 1.0
+
+    def worse(epoch: int) -> None:  # every epoch starts (and, at lr 0, ends) worse
+        with torch.no_grad():
+            model.weight.copy_(HALF)
+
+    result = fit(
+        model,
+        criterion=nn.CrossEntropyLoss(),
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.0),
+        train_loader=LOADER,
+        val_loader=LOADER,
+        settings=CPU,
+        budget=_budget(patience=2),
+        validate_start=True,
+        on_epoch_start=worse,
+    )
+    assert result.history["step"].tolist() == [0, 1, 2]
+    assert result.best["step"] == 0 and result.best["val_metric"] == 1.0
+    assert torch.equal(model.weight, 2 * RIGHT)
+    # Without it, the start is not a candidate and the best trained weights are kept.
+    with torch.no_grad():
+        model.weight.copy_(2 * RIGHT)
+    result = fit(
+        model,
+        criterion=nn.CrossEntropyLoss(),
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.0),
+        train_loader=LOADER,
+        val_loader=LOADER,
+        settings=CPU,
+        budget=_budget(patience=2),
+        on_epoch_start=worse,
+    )
+    assert result.best["step"] == 1 and torch.equal(model.weight, HALF)
+
+
+def test_the_learning_rate_rises_linearly_over_the_warmup_steps_then_stays():
+    model = nn.Linear(2, 2, bias=False)
+    head, backbone = nn.Parameter(torch.zeros(1)), nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD(
+        [{"params": [model.weight], "lr": 0.4}, {"params": [head, backbone], "lr": 0.04}]
+    )
+    seen = []
+    original_step = optimizer.step
+
+    def recording_step(*args, **kwargs):
+        seen.append([group["lr"] for group in optimizer.param_groups])
+        return original_step(*args, **kwargs)
+
+    optimizer.step = recording_step
+    fit(
+        model,
+        criterion=nn.CrossEntropyLoss(),
+        optimizer=optimizer,
+        train_loader=LOADER,
+        val_loader=LOADER,
+        settings=CPU,
+        budget=_budget(max_steps=6, patience=None),
+        lr_warmup_steps=4,
+    )
+    assert [lr for lr, _ in seen] == pytest.approx([0.1, 0.2, 0.3, 0.4, 0.4, 0.4])
+    # Every group keeps its ratio to the others (a backbone's lower rate stays lower).
+    assert [small for _, small in seen] == pytest.approx([0.01, 0.02, 0.03, 0.04, 0.04, 0.04])
