@@ -148,6 +148,7 @@ def test_finetune_warm_up_trains_the_head_then_the_backbone_at_its_lower_lr(data
         weights="none",  # random init, nothing to download: the warm-up is the same
         max_images=72,  # 3 epochs of 3 steps
         head_warmup_steps=3,  # the first epoch
+        lr_warmup_steps=0,  # the lr is the given one from the first step
         backbone_lr_multiplier=multiplier,
         lr=lr,
         scheduler="none",
