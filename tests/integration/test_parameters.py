@@ -62,7 +62,9 @@ def test_overrides_of_one_variant_and_of_all_reach_the_resolved_settings(project
     params = {**TINY_DEMO, **TINY_TRAINING, **overrides}
     run_pipeline(project, TINY_DEMO, pipeline_name="demo_data")
     run_pipeline(project, params, pipeline_name="data_processing")
-    run_pipeline(project, params, pipeline_name="training", namespaces=["scratch", "finetune"])
+    # The whole study's training: fine-tune's probe reads the frozen variant's choice and
+    # every variant the near-copy check's split.
+    run_pipeline(project, params, pipeline_name="training")
 
     reporting = project / "data/08_reporting"
     finetune, scratch = (
@@ -75,7 +77,7 @@ def test_overrides_of_one_variant_and_of_all_reach_the_resolved_settings(project
     assert scratch["compile"] is False
     scratch_choice = json.loads((project / "data/06_models/scratch/learning_rate.json").read_text())
     assert scratch["lr"] == scratch_choice["lr"]  # lr: auto, the range test's choice
-    assert finetune["backbone_lr_multiplier"] == 0.01 and scratch["backbone_lr_multiplier"] == 1.0
+    assert finetune["head_init"] == "probe" and scratch["head_init"] == "random"  # own blocks
     assert finetune["batch_size"] == scratch["batch_size"] == 8  # training_defaults, tiny
 
     client = mlflow.MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
