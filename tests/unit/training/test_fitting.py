@@ -207,12 +207,13 @@ def test_a_budget_in_images_becomes_steps_with_a_minimum():
     assert small.max_steps == 50  # a tiny data set still gets min_steps updates
 
 
-def test_a_validated_start_is_kept_when_training_never_beats_it():
+def _fit_from_a_good_start(*, validate_start: bool) -> tuple[nn.Linear, FitResult]:
+    """Starts at accuracy 1.0; every epoch starts (and, at lr 0, ends) at 0.5."""
     model = nn.Linear(2, 2, bias=False)
     with torch.no_grad():
-        model.weight.copy_(2 * RIGHT)  # the start: accuracy 1.0
+        model.weight.copy_(2 * RIGHT)
 
-    def worse(epoch: int) -> None:  # every epoch starts (and, at lr 0, ends) worse
+    def worse(epoch: int) -> None:
         with torch.no_grad():
             model.weight.copy_(HALF)
 
@@ -224,25 +225,19 @@ def test_a_validated_start_is_kept_when_training_never_beats_it():
         val_loader=LOADER,
         settings=CPU,
         budget=_budget(patience=2),
-        validate_start=True,
+        validate_start=validate_start,
         on_epoch_start=worse,
     )
+    return model, result
+
+
+def test_a_validated_start_is_kept_when_training_never_beats_it():
+    model, result = _fit_from_a_good_start(validate_start=True)
     assert result.history["step"].tolist() == [0, 1, 2]
     assert result.best["step"] == 0 and result.best["val_metric"] == 1.0
     assert torch.equal(model.weight, 2 * RIGHT)
     # Without it, the start is not a candidate and the best trained weights are kept.
-    with torch.no_grad():
-        model.weight.copy_(2 * RIGHT)
-    result = fit(
-        model,
-        criterion=nn.CrossEntropyLoss(),
-        optimizer=torch.optim.SGD(model.parameters(), lr=0.0),
-        train_loader=LOADER,
-        val_loader=LOADER,
-        settings=CPU,
-        budget=_budget(patience=2),
-        on_epoch_start=worse,
-    )
+    model, result = _fit_from_a_good_start(validate_start=False)
     assert result.best["step"] == 1 and torch.equal(model.weight, HALF)
 
 
