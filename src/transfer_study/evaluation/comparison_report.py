@@ -53,7 +53,8 @@ def _prose(variant: str) -> str:
 
 def _points(fraction: float) -> str:
     # A typographic minus, as in the rest of the reports, and always a sign.
-    return f"{100 * fraction:+.1f}".replace("-", "−")
+    # + 0.0 turns a negative zero (a flipped zero difference) into +0.0.
+    return f"{100 * fraction + 0.0:+.1f}".replace("-", "−")
 
 
 def _difference_sentence(
@@ -96,7 +97,8 @@ def _paired_differences(
     if pairs.empty:
         return ["Only one variant; nothing to compare."]
     metric = _pairs_metric(comparison, pairs)
-    tests = ", ".join(sorted(set(pairs["test"])))
+    # One name for the test; "(exact)" where few samples let every swap be enumerated.
+    tests = " or ".join(sorted(set(pairs["test"])))
     lines = [
         f"Test {metric} of each pair of variants on the same test photos, the more "
         f"elaborate variant first, in points, with its {ci_label} interval. The comparison "
@@ -154,6 +156,15 @@ def _chosen_lines(comparison: pd.DataFrame) -> tuple[pd.Series | None, list[str]
         lines.append(
             "No variant can be recommended: none converged within its training cap "
             "(raise max_images and re-run)."
+        )
+    kept_start = comparison[
+        (comparison["variant"] == "finetune") & (comparison.get("best_epoch", -1) == 0)
+    ]
+    if not kept_start.empty:
+        lines.append(
+            "Fine-tune never beat its starting point on validation: it starts from the head "
+            "trained on the frozen backbone's features and keeps that start, so it is the "
+            "frozen model. On this validation set, fine-tuning the backbone showed no gain."
         )
     if "converged" in comparison.columns:
         for _, row in comparison[~comparison["converged"].astype(bool)].iterrows():
@@ -214,8 +225,8 @@ def _choice_rule(comparison: pd.DataFrame) -> list[str]:
         f"within {TIE_POINTS:g} points are tied and the cheaper one is chosen (frozen, then "
         "finetune, then scratch); a variant that did not converge is never chosen. Test "
         "results are reported, never used to choose. Every variant trained until "
-        "validation stopped improving (early stopping), with its learning rate chosen by a "
-        "range test unless one was given.",
+        "validation stopped improving (early stopping), with its learning rate chosen as "
+        "lr: auto says unless one was given (docs/user_guide.md).",
     ]
 
 

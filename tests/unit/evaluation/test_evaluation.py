@@ -338,8 +338,8 @@ def test_variant_comparison_figure_rejects_missing_accuracy():
 
 
 def _points(fraction: float) -> str:
-    """Points with a sign and a typographic minus, as the report writes them."""
-    return f"{100 * fraction:+.1f}".replace("-", "−")
+    """Points with a sign and a typographic minus, as the report writes them (no −0.0)."""
+    return f"{100 * fraction + 0.0:+.1f}".replace("-", "−")
 
 
 def _bullet(report: str, start: str) -> str:
@@ -457,3 +457,22 @@ def test_comparison_markdown_rejects_a_malformed_pairs_table():
     comparison = pd.DataFrame({"variant": ["a"], "accuracy": [0.8]})
     with pytest.raises(ValueError, match="p_holm"):
         comparison_markdown(comparison, pd.DataFrame({"a": [], "b": []}), confidence=0.95)
+
+
+def test_the_conclusion_says_when_fine_tune_kept_its_probed_start(comparison_example):
+    comparison, pairs = comparison_example
+    note = "Fine-tune never beat its starting point on validation"
+    assert note not in comparison_markdown(comparison, pairs, confidence=0.95)
+    kept_start = comparison.assign(
+        best_epoch=np.where(comparison["variant"] == "finetune", 0.0, 7.0)
+    )
+    assert note in comparison_markdown(kept_start, pairs, confidence=0.95)
+
+
+def test_a_zero_difference_read_from_the_other_side_has_no_minus_sign(comparison_example):
+    comparison, pairs = comparison_example
+    tied = pairs.assign(difference=0.0, ci_low=0.0, ci_high=0.0, p=1.0, p_holm=1.0)
+    chosen_frozen = comparison.assign(selected=comparison["variant"] == "frozen")
+    report = comparison_markdown(chosen_frozen, tied, confidence=0.95)
+    assert "frozen − fine-tune: +0.0 points [+0.0, +0.0]" in report
+    assert "−0.0" not in report
