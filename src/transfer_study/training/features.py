@@ -35,6 +35,9 @@ def _features_key(image_key: str, backbone: str, settings: TrainingSettings) -> 
         "views": views,
         "augmentations": settings.augmentation_specs() if views else None,
         "seed": settings.seed if views else None,
+        # Views of every photo, not only the training ones: the entry then fits every
+        # split of these photos (split seeds, cross-validation folds, ablation subsets).
+        "views_of": "all photos" if views else None,
     }
     digest = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
     return f"{backbone}-{digest}"
@@ -82,7 +85,7 @@ def embed_images(
         settings: The frozen variant's settings.
 
     Returns:
-        ``{key: function returning {"paths", "features", "train_paths", "augmented"}}``.
+        ``{key: function returning {"paths", "features", "view_paths", "augmented"}}``.
     """
     key = _features_key(image_cache_key(split, preprocessing), model.backbone, settings)
     batch_size = settings.embedding_batch_size
@@ -106,11 +109,9 @@ def embed_images(
             device,
             "Embedding photos",
         )
-        train_paths = split.loc[split["split"] == "train", "path"].tolist()
         views = settings.augmented_views
         augmented = None
         if views:
-            train_images = cache["images"][rows_in_cache(cache, train_paths)]
             transform = build_train_transform(
                 preprocessing=preprocessing, augmentations=settings.augmentation_specs()
             )
@@ -118,7 +119,7 @@ def embed_images(
                 [
                     _embed(
                         backbone,
-                        train_images,
+                        images,
                         transform,
                         batch_size,
                         device,
@@ -130,7 +131,7 @@ def embed_images(
         return {
             "paths": paths,
             "features": features,
-            "train_paths": train_paths,
+            "view_paths": paths if views else [],
             "augmented": augmented,
         }
 

@@ -175,7 +175,8 @@ def feature_setup(
     train_rows, val_rows = split[split["split"] == "train"], split[split["split"] == "val"]
     train_labels = class_indices(train_rows["label"], class_names)
     if cached["augmented"] is not None:
-        order = [cached["train_paths"].index(p) for p in train_rows["path"]]
+        views_at = {path: i for i, path in enumerate(cached["view_paths"])}
+        order = [views_at[p] for p in train_rows["path"]]
         train_set = _EpochViews(cached["augmented"][:, order], train_labels)
     else:
         train_set = feature_dataset(
