@@ -14,6 +14,7 @@ Fraction = Annotated[float, Strict(), Field(ge=0, le=1)]  # 0 and 1 included
 # The backbones downsample 32 times; a smaller input leaves them nothing to see.
 _MIN_IMAGE_SIZE = 32
 _SAMPLE_ID_GROUP = "sample_id"
+_MAX_FOLDS = 20  # each fold is a whole study: more would take days, not change the answer
 
 
 class ModelSettings(Settings):
@@ -87,6 +88,11 @@ class SplitSettings(Settings):
     val_fraction: OpenFraction = Field(description="share of samples held out for validation")
     test_fraction: OpenFraction = Field(description="share of samples held out for testing")
     seed: Seed = Field(description="the split's random seed")
+    folds: Annotated[int, Strict(), Field(ge=2, le=_MAX_FOLDS)] | None = Field(
+        default=None,
+        description="k: grouped, stratified k-fold cross-validation (every sample tested "
+        "once; test_fraction is then unused); null = one train/val/test split",
+    )
 
     @model_validator(mode="after")
     def _leaves_training_samples(self) -> SplitSettings:

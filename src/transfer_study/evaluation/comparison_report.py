@@ -200,6 +200,23 @@ def _conclusion(comparison: pd.DataFrame, pairs: pd.DataFrame, alpha: float) -> 
     return [*lines, "", *_choice_rule(comparison)]
 
 
+def _cross_validation(comparison: pd.DataFrame) -> list[str]:
+    folds = int(comparison["folds"].max()) if "folds" in comparison.columns else 1
+    if folds < 2:
+        return []
+    return [
+        f"**Grouped {folds}-fold cross-validation.** Every physical sample was tested once, "
+        f"in one of {folds} folds, by models trained on the other folds (each fold's "
+        "validation samples drawn from its own training samples). Test figures and "
+        "intervals pool the folds' predictions, resampling samples; the validation metric "
+        "is the mean of the folds' best; lr, steps and epochs are medians over folds "
+        "(each fold's own in `training_summary.json`). The model kept for inference is the "
+        "fold that validated best: the cross-validated figures describe the training "
+        "procedure, not that one model.",
+        "",
+    ]
+
+
 def _choice_rule(comparison: pd.DataFrame) -> list[str]:
     metric = _metric_name(comparison)
     why = (
@@ -221,6 +238,7 @@ def _choice_rule(comparison: pd.DataFrame) -> list[str]:
     )
     return [
         *pooled,
+        *_cross_validation(comparison),
         f"How the variant is chosen: by its best validation {metric} ({why}); variants "
         f"within {TIE_POINTS:g} points are tied and the cheaper one is chosen (frozen, then "
         "finetune, then scratch); a variant that did not converge is never chosen. Test "

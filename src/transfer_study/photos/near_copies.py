@@ -166,3 +166,32 @@ def guard_against_near_copies(
         "manifest.csv with a sample_id column. If the photos really are of distinct "
         "objects, set raw_images.allow_ungrouped: true."
     )
+
+
+def combine_fold_checks(groupings: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """One grouping record for a cross-validation from its folds' records.
+
+    Every photo is tested in one fold, so the near-copy counts add up over the folds to a
+    check of the whole set; the median similarity is the median of the folds' medians.
+    """
+    first = dict(groupings[0])
+    checks = [g.get("near_copy", {}) for g in groupings]
+    if not all(check.get("checked") for check in checks):
+        return {**first, "near_copy": {"checked": False}}
+    near_copies = sum(int(c["near_copies"]) for c in checks)
+    test_photos = sum(int(c["test_photos"]) for c in checks)
+    examples = sorted(
+        (tuple(e) for c in checks for e in c["examples"]), key=lambda e: e[2], reverse=True
+    )
+    return {
+        **first,
+        "near_copy": {
+            **checks[0],
+            "near_copies": near_copies,
+            "test_photos": test_photos,
+            "share": near_copies / test_photos if test_photos else 0.0,
+            "median_similarity": float(np.median([c["median_similarity"] for c in checks])),
+            "examples": [list(e) for e in examples[:3]],
+            "folds": len(groupings),
+        },
+    }

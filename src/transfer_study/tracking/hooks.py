@@ -8,7 +8,8 @@ Design:
 
 * A training is a *namespace* (``scratch``, ``ablation.frozen_n100_a2_s0`` …). The first
   node that runs in a namespace creates its child run; nodes outside any namespace
-  belong to the parent run.
+  belong to the parent run. A namespace inside another that has nodes of its own (a
+  cross-validation fold ``fold_0`` around ``fold_0.frozen``) is nested in that one's run.
 * What a dataset contributes to a run is declared in the catalog, in the dataset's
   ``metadata.mlflow`` (``artifact``, ``metrics``, ``history``, ``summary`` or ``model``),
   so nodes never call MLflow and adding a logged output is a catalog edit.
@@ -99,6 +100,7 @@ class ChildRunHook:
         self._base_tags: dict[str, str] = {}
         self._catalog: DataCatalog | None = None
         self._previous_handlers: dict[int, Any] = {}
+        self._namespaces_with_runs: set[str] = set()
 
     # ------------------------------------------------------------------ pipeline
     @hook_impl(trylast=True)  # after kedro-mlflow's hook has opened the parent run
@@ -111,9 +113,13 @@ class ChildRunHook:
         self._child_runs.clear()
         self._catalog = catalog
         self._pending_nodes, self._unsaved_outputs = {}, {}
+        own = {node.namespace for node in pipeline.nodes if node.namespace}
         for node in pipeline.nodes:
-            if node.namespace:
-                self._pending_nodes.setdefault(node.namespace, set()).add(node.name)
+            # A namespace's run lasts until its own nodes and those of the namespaces
+            # nested in it (a fold's variants) are done.
+            for namespace in _enclosing(node.namespace, own):
+                self._pending_nodes.setdefault(namespace, set()).add(node.name)
+        self._namespaces_with_runs = own
         names = run_params.get("pipeline_names") or [run_params.get("pipeline_name")]
         pipeline_name = "+".join(n for n in names if n) or "__default__"
         commit = get_git_commit(run_params.get("project_path") or ".")
@@ -173,13 +179,14 @@ class ChildRunHook:
             self._node_done(node)
 
     def _node_done(self, node: Node) -> None:
-        """Ends the child run once every node of its namespace is done."""
-        pending = self._pending_nodes.get(node.namespace or "")
-        if pending is None:
-            return
-        pending.discard(node.name)
-        if not pending:
-            self._end(node.namespace, FINISHED)
+        """Ends a child run once every node of its namespace (nested ones included) is done."""
+        for namespace in _enclosing(node.namespace, self._namespaces_with_runs):
+            pending = self._pending_nodes.get(namespace)
+            if pending is None:
+                continue
+            pending.discard(node.name)
+            if not pending:
+                self._end(namespace, FINISHED)
 
     @hook_impl
     def on_node_error(self, error: Exception, node: Node) -> None:
@@ -286,12 +293,20 @@ class ChildRunHook:
         return mlflow.MlflowClient()
 
     def _start(self, namespace: str) -> None:
+        # Nested in the run of the nearest enclosing namespace that has nodes of its own
+        # (a fold's variants in the fold's run), else in the parent run.
+        enclosing = _enclosing(namespace, self._namespaces_with_runs)[1:]
+        parent_id = self._parent_run_id
+        if enclosing:
+            if enclosing[0] not in self._child_runs:
+                self._start(enclosing[0])
+            parent_id = self._child_runs[enclosing[0]]
         parent = self._client.get_run(self._parent_run_id)
         run = self._client.create_run(
             parent.info.experiment_id,
             run_name=namespace,
             tags={
-                MLFLOW_PARENT_RUN_ID: self._parent_run_id,
+                MLFLOW_PARENT_RUN_ID: parent_id,
                 MLFLOW_RUN_NAME: namespace,
                 "namespace": namespace,
                 **self._base_tags,
@@ -305,6 +320,14 @@ class ChildRunHook:
         self._pending_nodes.pop(namespace, None)
         if run_id:
             self._client.set_terminated(run_id, status)
+
+
+def _enclosing(namespace: str | None, with_runs: set[str]) -> list[str]:
+    """``namespace`` and the namespaces around it that have runs, innermost first:
+    ``fold_0.frozen`` → ``["fold_0.frozen", "fold_0"]``."""
+    parts = (namespace or "").split(".")
+    prefixes = [".".join(parts[:n]) for n in range(len(parts), 0, -1)]
+    return [prefix for prefix in prefixes if prefix in with_runs]
 
 
 def _now_ms() -> int:

@@ -160,3 +160,43 @@ def test_sigterm_during_a_training_kills_its_run_and_restores_the_handlers(track
     assert cut.info.status == "KILLED"
     assert "SIGTERM" in cut.data.tags["error"]
     assert signal.getsignal(signal.SIGTERM) is handler_before
+
+
+def test_a_namespace_inside_a_fold_is_nested_in_the_folds_run_which_ends_last(tracking):
+    client, parent_id, experiment_id = tracking
+    metrics = {"mlflow": {"metrics": {}}}
+    catalog = DataCatalog(
+        {
+            "start": MemoryDataset(1),
+            "fold_0.split": MemoryDataset(),
+            "fold_0.frozen.metrics": MemoryDataset(metadata=metrics),
+            "fold_0.scratch.metrics": MemoryDataset(metadata=metrics),
+        }
+    )
+    pipeline = Pipeline(
+        [
+            Node(_identity, "start", "fold_0.split", name="select", namespace="fold_0"),
+            *(
+                Node(
+                    lambda v: {"accuracy": 0.5},
+                    "fold_0.split",
+                    f"fold_0.{variant}.metrics",
+                    name="train",
+                    namespace=f"fold_0.{variant}",
+                )
+                for variant in ("frozen", "scratch")
+            ),
+        ]
+    )
+    hook = ChildRunHook()
+    ended: list[str] = []
+    end = hook._end
+    hook._end = lambda namespace, status: (ended.append(namespace), end(namespace, status))
+    _run(hook, pipeline, catalog)
+    (fold,) = _children(client, experiment_id, parent_id).values()
+    assert fold.info.run_name == "fold_0"
+    nested = _children(client, experiment_id, fold.info.run_id)
+    assert set(nested) == {"fold_0.frozen", "fold_0.scratch"}
+    assert all(run.info.status == "FINISHED" for run in nested.values())
+    assert nested["fold_0.frozen"].data.metrics["accuracy"] == 0.5
+    assert ended[-1] == "fold_0"  # after both of its variants

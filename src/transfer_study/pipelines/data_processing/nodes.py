@@ -12,6 +12,7 @@ from transfer_study.config import ModelSettings, RawImagesSettings, SplitSetting
 from transfer_study.models.preprocessing import Preprocessing, preprocessing_for
 from transfer_study.photos.ingestion import ingest
 from transfer_study.photos.splitting import split_photos_by_sample
+from transfer_study.pipelines.configured import refuse_changed_folds
 from transfer_study.training.image_cache import decode_images, image_cache_key
 
 logger = logging.getLogger(__name__)
@@ -47,23 +48,31 @@ def ingest_images(
 
 
 def split_by_sample(
-    image_index: pd.DataFrame, params: SplitSettings, raw_images_params: RawImagesSettings
+    image_index: pd.DataFrame,
+    params: SplitSettings,
+    raw_images_params: RawImagesSettings,
+    pipeline_folds: int | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Splits photos into train/val/test by physical sample, stratified by class.
 
     Args:
         image_index: One row per usable photo (``ingest_images``' output).
-        params: The ``split`` parameters: ``val_fraction``, ``test_fraction``, ``seed``.
+        params: The ``split`` parameters: ``val_fraction``, ``test_fraction``, ``seed``,
+            ``folds``.
         raw_images_params: The ``raw_images`` parameters, to name the folder in errors.
+        pipeline_folds: The ``split.folds`` the pipeline was built with (bound by it).
 
     Returns:
-        The split (``path,label,sample_id,angle,split,sha256``) and a class × split table
-        of sample and photo counts.
+        The split (``path,label,sample_id,angle,split,sha256``, and with folds the
+        ``fold`` each photo is tested in) and a class × split table of sample and photo
+        counts (per fold, with folds).
 
     Raises:
-        ValueError: With fewer than two classes, a class too small to reach every split,
-            or fractions the data cannot satisfy.
+        ValueError: With fewer than two classes, a class too small to reach every split
+            or fold, fractions the data cannot satisfy, or ``split.folds`` changed with
+            ``--params``.
     """
+    refuse_changed_folds(pipeline_folds, params.folds)
     return split_photos_by_sample(image_index, params, folder=raw_images_params.path)
 
 

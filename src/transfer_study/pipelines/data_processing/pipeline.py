@@ -2,6 +2,9 @@
 
 from kedro.pipeline import Node, Pipeline
 
+from transfer_study.pipelines.configured import configured_folds
+from transfer_study.pipelines.variant_template import bound
+
 from .nodes import cache_decoded_images, ingest_images, resolve_preprocessing, split_by_sample
 
 
@@ -20,7 +23,8 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="ingest_images_node",
             ),
             Node(
-                func=split_by_sample,
+                # The folds shape the study's pipeline: the node refuses other folds.
+                func=bound(split_by_sample, "split_by_sample", pipeline_folds=configured_folds()),
                 inputs=["image_index", "params:split", "params:raw_images"],
                 outputs=["split", "split_summary"],
                 name="split_by_sample_node",

@@ -19,6 +19,7 @@ from transfer_study.evaluation.figures import accuracy_heatmap_figure, learning_
 from transfer_study.evaluation.learning_curve import learning_curve_tables
 from transfer_study.evaluation.markdown import recommendation_markdown
 from transfer_study.evaluation.recommendation import recommend_data_budget
+from transfer_study.photos.folds import warn_that_the_ablation_uses_the_first_fold
 from transfer_study.photos.grouping import with_grouping_summary
 from transfer_study.photos.subsets import (
     TRAIN_SPLIT,
@@ -26,9 +27,6 @@ from transfer_study.photos.subsets import (
     training_subset,
     validate_grid,
 )
-
-# Re-exported for the pipeline, which builds one namespace per cell of the grid.
-from transfer_study.photos.subsets import grid_cells as grid_cells
 
 
 def select_training_subset(split: pd.DataFrame, cell: Mapping[str, Any]) -> pd.DataFrame:
@@ -129,11 +127,12 @@ def check_ablation_grid(
             configuration files when the pipeline was created).
 
     Returns:
-        ``split``, unchanged: the cells read it from here, so they run after the check.
+        ``split``, unchanged: the cells read it from here, so they run after the check
+        (with folds, the first fold's split: the log says so).
 
     Raises:
-        ValueError: If the run's parameters describe other cells than the pipeline has,
-            or a cell asks for more samples or angles than the training split holds.
+        ValueError: If the run's parameters describe other cells than the pipeline has, or
+            a cell asks for more samples or angles than the training split holds.
     """
     if grid_signature(params) != grid_signature(pipeline_grid):
         raise ValueError(
@@ -144,6 +143,7 @@ def check_ablation_grid(
             "'KEDRO_ENV=full kedro run --pipeline=data_size_ablation')."
         )
     validate_grid(split, params)
+    warn_that_the_ablation_uses_the_first_fold(split)
     return split
 
 

@@ -6,24 +6,20 @@ namespace ``ablation.<variant>.n<samples>_a<angles>_s<seed>``. ``kedro viz`` sho
 cells grouped by variant; ``--namespaces=<cell>`` runs one; a cell whose result file
 exists is skipped by ``--only-missing-outputs``.
 
-Kedro builds pipelines before it loads parameters, so the grid that shapes the pipeline
-is read here from the configuration files (``conf/base`` + ``conf/local``, or the
-environment named by ``KEDRO_ENV``). The first node checks that the parameters of the
-run describe the same grid, so a grid changed only with ``--params`` or ``--env`` is
-refused with what to do instead of silently running another grid.
+The grid shapes the pipeline, so it is read from the configuration files when the pipeline
+is built (``pipelines.configured``); the first node checks that the parameters of the run
+describe the same grid.
 """
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Any
 
-from kedro.framework.project import settings
 from kedro.pipeline import Node, Pipeline
-from kedro.utils import find_kedro_project
 
 from transfer_study.config import AblationSettings, parse_settings
+from transfer_study.photos.subsets import grid_cells
+from transfer_study.pipelines.configured import configured_parameters
 from transfer_study.pipelines.variant_template import (
     PROBE_INPUTS,
     PROBED_VARIANTS,
@@ -37,7 +33,6 @@ from transfer_study.pipelines.variant_template import (
 from .nodes import (
     cell_training_parameters,
     check_ablation_grid,
-    grid_cells,
     report_ablation,
     select_training_subset,
     summarise_cell,
@@ -53,14 +48,7 @@ def cell_name(variant: str, cell: dict[str, Any]) -> str:
 
 def configured_grid() -> dict[str, Any]:
     """The ablation's parameters as the configuration files give them."""
-    # Kedro sessions (and notebooks in notebooks/) may start below the project root.
-    project = find_kedro_project(Path.cwd()) or Path.cwd()
-    loader = settings.CONFIG_LOADER_CLASS(
-        conf_source=str(project / settings.CONF_SOURCE),
-        env=os.environ.get("KEDRO_ENV"),
-        **settings.CONFIG_LOADER_ARGS,
-    )
-    return loader["parameters"][PARAMETERS_KEY]
+    return configured_parameters()[PARAMETERS_KEY]
 
 
 def _cell_pipeline(variant: str, cell: dict[str, Any]) -> Pipeline:

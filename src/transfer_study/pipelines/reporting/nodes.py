@@ -53,6 +53,7 @@ def _comparison_row(
     row.update({k: summary[k] for k in _SUMMARY_COLUMNS})
     row["val_metric"] = summary["best_val_metric"]
     row["n_seeds"] = int(metrics.get("n_seeds", 1))
+    row["folds"] = int(summary.get("folds", 1))
     return row
 
 

@@ -1,0 +1,53 @@
+"""Parameters that shape a pipeline, read from the configuration files when it is built.
+
+Kedro builds pipelines before it loads parameters, so a value that decides which nodes
+exist (the ablation's grid, the number of cross-validation folds) is read here from the
+configuration files (``conf/base`` + ``conf/local``, or the environment named by
+``KEDRO_ENV``). A node of the pipeline then checks that the run's parameters say the same,
+so a value changed only with ``--params`` or ``--env`` is refused with what to do instead
+of silently running another pipeline.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from kedro.config import MissingConfigException
+from kedro.framework.project import settings
+from kedro.utils import find_kedro_project
+
+
+def configured_parameters() -> dict[str, Any]:
+    """The project's parameters as the configuration files give them."""
+    # Kedro sessions (and notebooks in notebooks/) may start below the project root.
+    project = find_kedro_project(Path.cwd()) or Path.cwd()
+    loader = settings.CONFIG_LOADER_CLASS(
+        conf_source=str(project / settings.CONF_SOURCE),
+        env=os.environ.get("KEDRO_ENV"),
+        **settings.CONFIG_LOADER_ARGS,
+    )
+    return loader["parameters"]
+
+
+def configured_folds() -> int | None:
+    """``split.folds`` as configured: the number of cross-validation folds, or ``None``."""
+    try:
+        folds = configured_parameters().get("split", {}).get("folds")
+    except MissingConfigException:  # built outside a project (a library user, a test)
+        return None
+    # Validated with the rest of the block when the run starts (SplitSettings); a value
+    # that is not a whole number of at least 2 builds the single-split pipeline meanwhile.
+    return folds if isinstance(folds, int) and not isinstance(folds, bool) and folds >= 2 else None
+
+
+def refuse_changed_folds(configured: int | None, requested: int | None) -> None:
+    """Stops a run whose ``split.folds`` differs from the one its pipeline was built with."""
+    if configured != requested:
+        raise ValueError(
+            f"split.folds is {requested} for this run but the pipeline was built with "
+            f"{configured} (from the configuration files): the number of folds shapes the "
+            "pipeline, so it cannot be changed with --params. Set split.folds in "
+            "conf/local/parameters.yml (or in an environment chosen with KEDRO_ENV)."
+        )
