@@ -197,6 +197,17 @@ def test_frozen_variant_trains_only_the_head(data):
     assert len(history) == 2
 
 
+def test_augmented_views_cached_for_one_split_serve_another_split_of_the_same_photos(data):
+    decoded, split = data
+    params = _variant("frozen", augmented_views=1)
+    cached = _materialised(embed_images(decoded, split, PREPROCESSING, MODEL, params))
+    # Another split of the same photos (another seed, a fold): test photos now train.
+    other = split.assign(split=split["split"].replace({"train": "test", "test": "train"}))
+    assert set(embed_images(decoded, other, PREPROCESSING, MODEL, params)) == set(cached)
+    _, _, summary = train_on_features(cached, other, PREPROCESSING, MODEL, params)
+    assert summary["n_images"] == (other["split"] == "train").sum() == 8
+
+
 def test_cached_features_give_the_same_model_as_running_the_frozen_backbone(data):
     decoded, split = data
     params = _variant("frozen", channels_last=False, num_workers=0)
