@@ -8,6 +8,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import mlflow
 import pandas as pd
 import pytest
 
@@ -167,3 +168,39 @@ def test_default_run_trains_three_variants_and_writes_the_comparison(project: Pa
             assert (reporting / variant / figure).stat().st_size > 0
         assert (project / f"data/06_models/{variant}/model.pt").stat().st_size > 0
     assert len(list((project / "data/04_feature/backbone_features").glob("*.pt"))) == 1
+
+
+def test_cross_validation_writes_each_fold_and_pools_them_under_nested_runs(project: Path):
+    """split.folds from conf/local: the catalog's fold entries and MLflow's nesting."""
+    (project / "conf/local/parameters.yml").write_text("split:\n  folds: 2\n")
+    run_pipeline(project, TINY_DEMO, pipeline_name="demo_data")
+    run_pipeline(project, {**TINY_DEMO, **TINY_TRAINING})
+
+    split = pd.read_csv(project / "data/05_model_input/split.csv")
+    for fold in (0, 1):
+        roles = pd.read_csv(project / f"data/05_model_input/fold_{fold}/split.csv")
+        tested = roles.loc[roles["split"] == "test", "path"]
+        assert set(tested) == set(split.loc[split["fold"] == fold, "path"])
+        assert (project / f"data/08_reporting/fold_{fold}/grouping.json").exists()
+        assert (project / f"data/06_models/fold_{fold}.finetune/model.pt").exists()
+    pooled = pd.read_csv(project / "data/07_model_output/frozen/test_predictions.csv")
+    assert sorted(pooled["path"]) == sorted(split["path"])  # every photo tested once
+    assert (project / "data/06_models/frozen/model.pt").exists()  # for inference: best
+    assert (
+        "Grouped 2-fold cross-validation"
+        in (project / "data/08_reporting/variant_comparison.md").read_text()
+    )
+
+    client = mlflow.MlflowClient()
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    names = {run.info.run_id: run.info.run_name for run in runs}
+    parents = {
+        run.info.run_name: names.get(run.data.tags.get("mlflow.parentRunId")) for run in runs
+    }
+    assert parents["fold_1.scratch"] == "fold_1"
+    assert parents["fold_1"] == parents["frozen"] == "__default__"
+    assert {run.info.status for run in runs} == {"FINISHED"}
+
+    # The folds shape the pipeline: --params cannot change them.
+    with pytest.raises(ValueError, match="cannot be changed with --params"):
+        run_pipeline(project, {**TINY_DEMO, "split.folds": 3}, pipeline_name="data_processing")
