@@ -108,7 +108,7 @@ def test_split_keeps_every_sample_in_one_split_and_every_class_in_every_split(ou
     for label, rows in split.groupby("label"):
         assert set(rows["split"]) == SPLITS, label
     # Both angles of a two-angle sample travel together.
-    two_angles = split[split["sample_id"] == "s0000"]
+    two_angles = split[split["sample_id"] == "ant/s0000"]  # ids per class folder
     assert len(two_angles) == N_ANGLES
     assert two_angles["split"].nunique() == 1
 

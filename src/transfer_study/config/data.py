@@ -37,7 +37,12 @@ class RawImagesSettings(Settings):
     filename_pattern: str | None = Field(
         description="regex on the file name; named groups sample_id and optional angle"
     )
-    sample_ids_per_class: bool = Field(description="sample numbering restarts in every class")
+    sample_ids_per_class: bool = Field(
+        default=True,
+        description="true: an id read from a file name names a sample within its class "
+        "(cat/001 and dog/001 are two samples); false: one id names one sample across the "
+        "folder. A manifest's sample_id column is always folder-wide",
+    )
     classes: Annotated[list[str], Field(min_length=1)] | None = Field(
         description="classes to use; null = all"
     )

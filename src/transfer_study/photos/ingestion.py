@@ -58,6 +58,7 @@ class _Candidate:
     label: str
     sample_id: str | None
     angle: str | None  # a label: '030-120' stays as written
+    id_from_manifest: bool = False
 
 
 def _folder_candidates(files: list[str], manifest_name: str) -> tuple[list[_Candidate], list[dict]]:
@@ -146,6 +147,7 @@ def _manifest_candidates(
                 label=label,
                 sample_id=None if sample_id is None else str(sample_id).strip(),
                 angle=angle_label(angle),
+                id_from_manifest=has_sample_ids,
             )
         )
     return candidates, rejected
@@ -172,6 +174,10 @@ def _with_sample_ids(
             if found[candidate.path] is not None:
                 sample_id, name_angle = found[candidate.path]
                 angle = angle if angle is not None else name_angle
+                # Numbering that restarts in every class folder is the common layout; a
+                # manifest's ids name samples across the whole folder, so stay global.
+                if settings.sample_ids_per_class:
+                    sample_id = f"{candidate.label}/{sample_id}"
             else:
                 sample_id = candidate.path  # no grouping information: its own sample
                 if record["method"] != ONE_PER_PHOTO:
@@ -179,24 +185,40 @@ def _with_sample_ids(
                     quality.append(
                         _quality_row(candidate.path, candidate.label, UNGROUPED_STATUS, reason)
                     )
-        if settings.sample_ids_per_class:
-            sample_id = f"{candidate.label}/{sample_id}"
-        resolved.append(_Candidate(candidate.path, candidate.label, sample_id, angle))
+        resolved.append(
+            _Candidate(
+                candidate.path, candidate.label, sample_id, angle, candidate.id_from_manifest
+            )
+        )
     return resolved, quality, record
 
 
 def _check_one_label_per_sample(candidates: list[_Candidate]) -> None:
     labels_by_sample: dict[str, set[str]] = {}
+    from_manifest: set[str] = set()
     for candidate in candidates:
         labels_by_sample.setdefault(candidate.sample_id, set()).add(candidate.label)
+        if candidate.id_from_manifest:
+            from_manifest.add(candidate.sample_id)
     conflicts = {s: sorted(labels) for s, labels in labels_by_sample.items() if len(labels) > 1}
-    if conflicts:
-        examples = "; ".join(f"'{s}': {labels}" for s, labels in list(conflicts.items())[:5])
-        raise DataLayoutError(
-            f"{len(conflicts)} sample id(s) have photos under more than one label ({examples}). "
-            "All photos of one physical sample must share its label. If your sample numbering "
-            "restarts in every class folder, set raw_images.sample_ids_per_class: true."
+    if not conflicts:
+        return
+    examples = "; ".join(f"'{s}': {labels}" for s, labels in list(conflicts.items())[:5])
+    if from_manifest & set(conflicts):
+        fix = (
+            "manifest.csv gives one sample_id to photos with different labels: correct the "
+            "label or the sample_id of those rows."
         )
+    else:
+        fix = (
+            "The ids come from the file names and raw_images.sample_ids_per_class is false "
+            "(ids shared by every class folder); if your numbering restarts in every class "
+            "folder, set raw_images.sample_ids_per_class: true (the default)."
+        )
+    raise DataLayoutError(
+        f"{len(conflicts)} sample id(s) have photos under more than one label ({examples}). "
+        f"All photos of one physical sample must share its label. {fix}"
+    )
 
 
 def _quality_row(path: str, label: str, status: str, reason: str) -> dict:
@@ -261,13 +283,14 @@ def _without_duplicates(index: pd.DataFrame) -> tuple[pd.DataFrame, list[dict]]:
     Copies under one label keep their first path; copies under different labels
     contradict each other and are all dropped.
     """
-    quality, dropped = [], set()
+    quality, dropped, contradicted = [], set(), set()
     for _, group in index.groupby("sha256", sort=False):
         if len(group) < 2:
             continue
         paths = sorted(group["path"])
         labels = sorted(set(group["label"]))
         if len(labels) > 1:
+            contradicted.add(group["sha256"].iloc[0])
             for row in group.itertuples():
                 others = [p for p in paths if p != row.path]
                 quality.append(
@@ -286,6 +309,16 @@ def _without_duplicates(index: pd.DataFrame) -> tuple[pd.DataFrame, list[dict]]:
                         _quality_row(row.path, row.label, "excluded", f"duplicate of {paths[0]}")
                     )
                     dropped.add(row.path)
+    contradictions = sorted(index["path"][index["sha256"].isin(contradicted)])
+    if contradictions:
+        # Not a stop: every copy is dropped, so nothing leaks or trains on both labels;
+        # but a photo in two classes is a labelling error the user has to see.
+        logger.warning(
+            "%d photos are byte-identical to a photo filed under another label, a labelling "
+            "error; all their copies are excluded (see data_quality.csv): %s",
+            len(contradictions),
+            contradictions[:10],
+        )
     return index[~index["path"].isin(dropped)].reset_index(drop=True), quality
 
 
