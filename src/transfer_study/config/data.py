@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, Strict, field_validator, model_validator
 
-from .base import OpenFraction, PositiveInt, Seed, Settings
+from .base import NonNegativeInt, OpenFraction, PositiveInt, Seed, Settings
 
 Fraction = Annotated[float, Strict(), Field(ge=0, le=1)]  # 0 and 1 included
 
@@ -63,6 +63,16 @@ class RawImagesSettings(Settings):
         default=0.05,
         description="largest share of test photos with a near-copy in training; above it "
         "the run stops before any training",
+    )
+    suspicious_one_colour_share: Annotated[float, Strict(), Field(gt=0, le=1)] = Field(
+        default=0.90,
+        description="a photo with at least this share of its pixels in one colour (a "
+        "placeholder, a blank frame) is kept but listed as suspicious in data_quality.csv",
+    )
+    suspicious_min_side: NonNegativeInt = Field(
+        default=_MIN_IMAGE_SIZE,
+        description="a photo with a side below this many pixels is kept but listed as "
+        "suspicious in data_quality.csv; 0 = never",
     )
     allow_ungrouped: bool = Field(
         default=False,

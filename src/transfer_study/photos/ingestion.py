@@ -23,6 +23,7 @@ from transfer_study.config import RawImagesSettings
 from transfer_study.images import ImageDecodeError, decode_rgb, is_hidden_or_system_file
 
 from .angles import angle_label
+from .duplicates import without_duplicates
 from .errors import DataLayoutError
 from .grouping import (
     ONE_PER_PHOTO,
@@ -31,6 +32,7 @@ from .grouping import (
     match_names,
     ungrouped_reason,
 )
+from .suspicious import SUSPICIOUS_STATUS, suspicion
 
 __all__ = ["IMAGE_INDEX_COLUMNS", "QUALITY_COLUMNS", "DataLayoutError", "ingest"]
 
@@ -225,36 +227,51 @@ def _quality_row(path: str, label: str, status: str, reason: str) -> dict:
     return {"path": path, "label": label, "status": status, "reason": reason}
 
 
-def _check_file(load: Callable[[], bytes], draft_size: int | None) -> tuple[str, object]:
-    """Decodes a file once; returns ``(sha256, DecodedImage)`` or ``(sha256, reason)``."""
+def _check_file(load: Callable[[], bytes], settings: RawImagesSettings) -> tuple:
+    """Decodes a file once: ``(sha256, DecodedImage or reason, suspicion or None)``."""
     data = load()
     digest = hashlib.sha256(data).hexdigest()
     try:
-        return digest, decode_rgb(data, draft_size=draft_size)
+        decoded = decode_rgb(data, draft_size=settings.check_draft_size)
     except ImageDecodeError as error:
-        return digest, str(error)
+        return digest, str(error), None
+    # Judged on the image decoded anyway: the check needs no second decode.
+    return (
+        digest,
+        decoded,
+        suspicion(
+            decoded.image,
+            decoded.source_size,
+            max_one_colour_share=settings.suspicious_one_colour_share,
+            min_side=settings.suspicious_min_side,
+        ),
+    )
 
 
 def _checked_rows(
     candidates: list[_Candidate],
     raw_images: Mapping[str, Callable[[], bytes]],
-    draft_size: int | None,
+    settings: RawImagesSettings,
 ) -> tuple[list[dict], list[dict]]:
     # Decoding releases the GIL, so threads keep every core busy without pickling.
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         results = list(
             tqdm(
-                pool.map(lambda c: _check_file(raw_images[c.path], draft_size), candidates),
+                pool.map(lambda c: _check_file(raw_images[c.path], settings), candidates),
                 total=len(candidates),
                 desc="Checking photos",
                 unit="img",
             )
         )
     good, quality = [], []
-    for candidate, (digest, outcome) in zip(candidates, results, strict=True):
+    for candidate, (digest, outcome, suspected) in zip(candidates, results, strict=True):
         if isinstance(outcome, str):
             quality.append(_quality_row(candidate.path, candidate.label, "excluded", outcome))
             continue
+        if suspected:
+            quality.append(
+                _quality_row(candidate.path, candidate.label, SUSPICIOUS_STATUS, suspected)
+            )
         if outcome.conversions:
             quality.append(
                 _quality_row(
@@ -277,49 +294,17 @@ def _checked_rows(
     return good, quality
 
 
-def _without_duplicates(index: pd.DataFrame) -> tuple[pd.DataFrame, list[dict]]:
-    """Drops byte-identical copies, which would otherwise leak between splits.
-
-    Copies under one label keep their first path; copies under different labels
-    contradict each other and are all dropped.
-    """
-    quality, dropped, contradicted = [], set(), set()
-    for _, group in index.groupby("sha256", sort=False):
-        if len(group) < 2:
-            continue
-        paths = sorted(group["path"])
-        labels = sorted(set(group["label"]))
-        if len(labels) > 1:
-            contradicted.add(group["sha256"].iloc[0])
-            for row in group.itertuples():
-                others = [p for p in paths if p != row.path]
-                quality.append(
-                    _quality_row(
-                        row.path,
-                        row.label,
-                        "excluded",
-                        f"byte-identical to {others} filed under different labels {labels}",
-                    )
-                )
-                dropped.add(row.path)
-        else:
-            for row in group.itertuples():
-                if row.path != paths[0]:
-                    quality.append(
-                        _quality_row(row.path, row.label, "excluded", f"duplicate of {paths[0]}")
-                    )
-                    dropped.add(row.path)
-    contradictions = sorted(index["path"][index["sha256"].isin(contradicted)])
-    if contradictions:
-        # Not a stop: every copy is dropped, so nothing leaks or trains on both labels;
-        # but a photo in two classes is a labelling error the user has to see.
+def _warn_suspicious(report: pd.DataFrame) -> None:
+    suspicious = report[report["status"] == SUSPICIOUS_STATUS]
+    if len(suspicious):
+        # Kept, as a real photo may be mostly one colour; but a placeholder trains as a
+        # photo of its class, so the user should look.
         logger.warning(
-            "%d photos are byte-identical to a photo filed under another label, a labelling "
-            "error; all their copies are excluded (see data_quality.csv): %s",
-            len(contradictions),
-            contradictions[:10],
+            "%d photos look like placeholders or are tiny; they are kept, look at them "
+            "(status 'suspicious' in data_quality.csv): %s",
+            len(suspicious),
+            dict(zip(suspicious["path"][:5], suspicious["reason"][:5], strict=True)),
         )
-    return index[~index["path"].isin(dropped)].reset_index(drop=True), quality
 
 
 def ingest(
@@ -334,7 +319,8 @@ def ingest(
     Returns:
         The image index (``IMAGE_INDEX_COLUMNS``, one row per usable photo; ``angle`` a
         label or ``None``), the data-quality report (``QUALITY_COLUMNS``, one row per
-        excluded, converted or ungrouped file) and the grouping record: how samples were
+        excluded, converted, ungrouped or suspicious file: a kept photo that is mostly
+        one colour or tiny, ``photos.suspicious``) and the grouping record: how samples were
         formed (``method``, ``statement``), ``photos``, ``samples``, ``ungrouped_photos``
         and ``ungrouped_share``.
 
@@ -363,20 +349,27 @@ def ingest(
     candidates, ungrouped, grouping = _with_sample_ids(candidates, settings)
     quality += ungrouped
     _check_one_label_per_sample(candidates)
-    good, checked_quality = _checked_rows(candidates, raw_images, settings.check_draft_size)
+    good, checked_quality = _checked_rows(candidates, raw_images, settings)
     index = pd.DataFrame(good, columns=IMAGE_INDEX_COLUMNS)
-    index, duplicate_quality = _without_duplicates(index)
+    index, duplicate_quality = without_duplicates(index)
+    kept = set(index["path"])
+    # A dropped copy is reported as excluded only, not also as a suspicious photo kept.
+    checked_quality = [
+        r for r in checked_quality if r["status"] != SUSPICIOUS_STATUS or r["path"] in kept
+    ]
     report = pd.DataFrame(quality + checked_quality + duplicate_quality, columns=QUALITY_COLUMNS)
+    _warn_suspicious(report)
     grouping |= {"photos": len(index), "samples": int(index["sample_id"].nunique())}
     logger.info(
-        "Ingested %d photos of %d samples in %d classes from %s; %d files excluded, %d converted "
-        "(see data_quality.csv). %s",
+        "Ingested %d photos of %d samples in %d classes from %s; %d files excluded, %d converted, "
+        "%d suspicious (see data_quality.csv). %s",
         len(index),
         grouping["samples"],
         index["label"].nunique(),
         settings.path,
         int((report["status"] == "excluded").sum()),
         int((report["status"] == "converted").sum()),
+        int((report["status"] == SUSPICIOUS_STATUS).sum()),
         grouping["statement"],
     )
     return (

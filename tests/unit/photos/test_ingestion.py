@@ -13,6 +13,7 @@ from tests.helpers.image_files import (
     AWKWARD_CONVERSIONS,
     AWKWARD_EXPECTATIONS,
     write_awkward_files,
+    write_placeholder,
 )
 from tests.helpers.photos import write_photo, write_photo_folder
 from transfer_study.config import RawImagesSettings, SplitSettings
@@ -114,7 +115,7 @@ def test_a_manifests_sample_ids_stay_folder_wide(tmp_path):
 def test_a_photo_filed_byte_identical_under_two_labels_is_reported_and_dropped(tmp_path, caplog):
     folder = _numbered_per_class(tmp_path, ("red", "blue"), n_samples=2)
     shutil.copy(folder / "red" / "s001_a00.jpg", folder / "blue" / "s001_a00.jpg")
-    with caplog.at_level("WARNING", logger="transfer_study.photos.ingestion"):
+    with caplog.at_level("WARNING", logger="transfer_study.photos.duplicates"):
         index, quality = _ingest(folder)
     reasons = quality.set_index("path")["reason"]
     for path in ("red/s001_a00.jpg", "blue/s001_a00.jpg"):
@@ -138,7 +139,8 @@ def test_each_awkward_file_is_kept_converted_or_excluded_with_its_own_quality_ro
 ):
     index, quality = awkward_ingested
     path = f"{AWKWARD_FOLDER}/{name}"
-    rows = quality[quality["path"] == path]
+    # The awkward files are flat colours: also listed as suspicious, tested on their own.
+    rows = quality[(quality["path"] == path) & (quality["status"] != "suspicious")]
     excluded_because = AWKWARD_EXPECTATIONS[name]
     if excluded_because is None and name not in AWKWARD_CONVERSIONS:
         assert rows.empty, rows.to_dict("records")
@@ -161,6 +163,7 @@ def test_only_excluded_and_converted_files_get_a_quality_row(
     awkward_ingested: tuple[pd.DataFrame, pd.DataFrame],
 ):
     _, quality = awkward_ingested
+    quality = quality[quality["status"] != "suspicious"]
     reported = {
         f"{AWKWARD_FOLDER}/{name}"
         for name, excluded_because in AWKWARD_EXPECTATIONS.items()
@@ -168,6 +171,32 @@ def test_only_excluded_and_converted_files_get_a_quality_row(
     }
     assert sorted(quality["path"]) == sorted(reported)
     assert list(quality.columns) == ["path", "label", "status", "reason"]
+
+
+def test_flat_and_tiny_awkward_files_are_kept_and_listed_as_suspicious(
+    awkward_ingested: tuple[pd.DataFrame, pd.DataFrame],
+):
+    index, quality = awkward_ingested
+    suspicious = quality[quality["status"] == "suspicious"].set_index("path")["reason"]
+    assert "one colour" in suspicious[f"{AWKWARD_FOLDER}/good.png"]  # a flat 48x40 + marker
+    assert "only 1x1 pixels" in suspicious[f"{AWKWARD_FOLDER}/tiny_1x1.png"]
+    assert set(suspicious.index) <= set(index["path"])
+    assert not any(path.startswith("other/") for path in suspicious.index)  # noise photos
+
+
+def test_a_placeholder_and_a_tiny_photo_are_kept_and_listed_as_suspicious(photo_folder, caplog):
+    folder = photo_folder({"cat": 3, "dog": 3})
+    write_placeholder(folder / "cat" / "s0100_a00.jpg")
+    write_photo(folder / "dog" / "s0101_a00.jpg", seed=7, size=20)
+    with caplog.at_level("WARNING", logger="transfer_study.photos.ingestion"):
+        index, quality = _ingest(folder)
+    assert list(quality["status"]) == ["suspicious", "suspicious"]
+    reasons = quality.set_index("path")["reason"]
+    assert "of its pixels are one colour" in reasons["cat/s0100_a00.jpg"]
+    assert "only 20x20 pixels" in reasons["dog/s0101_a00.jpg"]
+    assert {"cat/s0100_a00.jpg", "dog/s0101_a00.jpg"} <= set(index["path"])
+    assert len(index) == 14
+    assert "cat/s0100_a00.jpg" in caplog.text and "suspicious" in caplog.text
 
 
 def test_hidden_and_system_files_are_ignored_silently(photo_folder):
