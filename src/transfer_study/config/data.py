@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, Strict, field_validator, model_validator
 
-from .base import NonNegativeInt, OpenFraction, PositiveInt, Seed, Settings
+from .base import NonNegativeInt, OpenFraction, PositiveFloat, PositiveInt, Seed, Settings
 
 Fraction = Annotated[float, Strict(), Field(ge=0, le=1)]  # 0 and 1 included
 
@@ -73,6 +73,11 @@ class RawImagesSettings(Settings):
         default=_MIN_IMAGE_SIZE,
         description="a photo with a side below this many pixels is kept but listed as "
         "suspicious in data_quality.csv; 0 = never",
+    )
+    max_cache_gb: PositiveFloat = Field(
+        default=8.0,
+        description="largest cache entry (decoded photos, backbone features) a run may "
+        "build, in GB; it is held in memory whole, and must also fit the free disk",
     )
     allow_ungrouped: bool = Field(
         default=False,
