@@ -27,8 +27,10 @@ def ingest_images(
     Labels come from ``manifest.csv`` when the folder has one, otherwise from the class
     sub-folders. Sample id and angle come from the manifest or from
     ``params.filename_pattern`` (named groups ``sample_id`` and ``angle``, matched on the
-    file name without extension); a photo with neither is its own sample. A pattern that
-    groups only some photos is refused above ``params.max_ungrouped_share`` of them.
+    file name without extension, counted per class folder unless
+    ``params.sample_ids_per_class`` is false); a photo with neither is its own sample. A
+    pattern that groups only some photos is refused above ``params.max_ungrouped_share``
+    of them. A photo mostly one colour or tiny is kept and listed as suspicious.
 
     Args:
         raw_images: Lazy loaders of every file's bytes, by path relative to the folder.
@@ -36,8 +38,8 @@ def ingest_images(
 
     Returns:
         The image index (one row per usable photo), the data-quality report (one row
-        per excluded, converted or ungrouped file, with the reason) and the grouping
-        record (how the samples were formed, with counts).
+        per excluded, converted, ungrouped or suspicious file, with the reason) and the
+        grouping record (how the samples were formed, with counts).
 
     Raises:
         DataLayoutError: For a manifest that escapes the folder, lacks labels or uses
