@@ -20,7 +20,12 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from transfer_study.config import RawImagesSettings
-from transfer_study.images import ImageDecodeError, decode_rgb, is_hidden_or_system_file
+from transfer_study.images import (
+    DecodedImage,
+    ImageDecodeError,
+    decode_rgb,
+    is_hidden_or_system_file,
+)
 
 from .angles import angle_label
 from .duplicates import without_duplicates
@@ -227,7 +232,9 @@ def _quality_row(path: str, label: str, status: str, reason: str) -> dict:
     return {"path": path, "label": label, "status": status, "reason": reason}
 
 
-def _check_file(load: Callable[[], bytes], settings: RawImagesSettings) -> tuple:
+def _check_file(
+    load: Callable[[], bytes], settings: RawImagesSettings
+) -> tuple[str, DecodedImage | str, str | None]:
     """Decodes a file once: ``(sha256, DecodedImage or reason, suspicion or None)``."""
     data = load()
     digest = hashlib.sha256(data).hexdigest()
@@ -319,10 +326,10 @@ def ingest(
     Returns:
         The image index (``IMAGE_INDEX_COLUMNS``, one row per usable photo; ``angle`` a
         label or ``None``), the data-quality report (``QUALITY_COLUMNS``, one row per
-        excluded, converted, ungrouped or suspicious file: a kept photo that is mostly
-        one colour or tiny, ``photos.suspicious``) and the grouping record: how samples were
-        formed (``method``, ``statement``), ``photos``, ``samples``, ``ungrouped_photos``
-        and ``ungrouped_share``.
+        excluded, converted, ungrouped or suspicious file; a suspicious photo is kept:
+        mostly one colour or tiny, see ``photos.suspicious``) and the grouping record: how
+        samples were formed (``method``, ``statement``), ``photos``, ``samples``,
+        ``ungrouped_photos`` and ``ungrouped_share``.
 
     Raises:
         DataLayoutError: For a manifest that escapes the folder, lacks labels or uses
