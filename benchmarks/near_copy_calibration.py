@@ -52,7 +52,6 @@ def main() -> None:
         path=args.folder,
         manifest="manifest.csv",
         filename_pattern=pattern,
-        sample_ids_per_class=False,
         classes=None,
         check_draft_size=256,
         allow_ungrouped=True,

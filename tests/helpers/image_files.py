@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from PIL import ExifTags, Image, features
+from PIL import ExifTags, Image, ImageDraw, features
 
 DEFAULT_SIZE = (48, 40)
 # Non-square, so that EXIF orientation 6 visibly swaps width and height.
@@ -35,6 +35,13 @@ MID_UINT16 = 2**15
 CMYK_RED = (0, 255, 255, 0)
 NOISE_SEED = 0
 SCRAMBLE_SEED = 1
+# A "could not be found" card as photo sets collected from the web ship: dark text on a
+# flat grey that sits on a 5-bit colour-bin edge (128), with sensor-like noise and JPEG.
+PLACEHOLDER_SIZE = 128
+PLACEHOLDER_GREY = 128
+PLACEHOLDER_TEXT = "WE'RE SORRY,\nTHIS IMAGE COULD\nNOT BE FOUND."
+PLACEHOLDER_NOISE_SIGMA = 3.0
+PLACEHOLDER_JPEG_QUALITY = 60
 
 # JPEG markers used to find where the entropy-coded body starts and ends.
 JPEG_START_OF_SCAN = b"\xff\xda"
@@ -127,6 +134,21 @@ def write_awkward_files(folder: Path) -> dict[str, str | None]:
     for name, (write, _) in _CASES.items():
         write(folder / name)
     return dict(AWKWARD_EXPECTATIONS)
+
+
+def write_placeholder(path: Path, seed: int = NOISE_SEED) -> Path:
+    """Writes a placeholder card: text on flat grey, noisy and JPEG-compressed.
+
+    About 92 % of its pixels are the grey (as measured by ``photos.suspicious``), like
+    the ants/bees set's ``train_imageNotFound.gif`` (92 %); no exact colour reaches 90 %.
+    """
+    card = Image.new("RGB", (PLACEHOLDER_SIZE, PLACEHOLDER_SIZE), (PLACEHOLDER_GREY,) * 3)
+    ImageDraw.Draw(card).multiline_text((8, 30), PLACEHOLDER_TEXT, fill=(40, 40, 40))
+    noise = np.random.default_rng(seed).normal(0, PLACEHOLDER_NOISE_SIGMA, (*card.size, 3))
+    pixels = np.clip(np.asarray(card, dtype=float) + noise, 0, 255).astype(np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(path, format="JPEG", quality=PLACEHOLDER_JPEG_QUALITY)
+    return path
 
 
 def noise_jpeg_bytes(size: tuple[int, int] = DEFAULT_SIZE, seed: int = NOISE_SEED) -> bytes:

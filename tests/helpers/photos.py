@@ -10,8 +10,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+# The smallest side ingestion does not list as suspicious (raw_images.suspicious_min_side).
+PHOTO_SIZE = 32
 
-def write_photo(path: Path, seed: int, size: int = 24, fmt: str = "JPEG") -> Path:
+
+def write_photo(path: Path, seed: int, size: int = PHOTO_SIZE, fmt: str = "JPEG") -> Path:
     """Writes a small random-noise photo whose bytes are unique to ``seed``."""
     pixels = np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -20,7 +23,7 @@ def write_photo(path: Path, seed: int, size: int = 24, fmt: str = "JPEG") -> Pat
 
 
 def write_photo_folder(
-    root: Path, samples_per_class: dict[str, int], n_angles: int = 2, size: int = 24
+    root: Path, samples_per_class: dict[str, int], n_angles: int = 2, size: int = PHOTO_SIZE
 ) -> Path:
     """Writes ``<class>/s<id>_a<angle>.jpg`` photos with globally unique sample ids."""
     sample = 0

@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 import torch
 
-from tests.helpers.image_files import write_image
+from tests.helpers.image_files import write_image, write_placeholder
 from tests.helpers.in_memory_runs import run_in_memory
 from tests.helpers.parameters import TINY_MODEL, project_parameters
-from tests.helpers.photos import write_photo_folder
+from tests.helpers.photos import write_photo, write_photo_folder
 from transfer_study.datasets import PhotoFolderDataset
 from transfer_study.models.preprocessing import (
     Preprocessing,
@@ -32,12 +32,16 @@ SPLITS = {"train", "val", "test"}
 NOT_AN_IMAGE = "cat/s9000_a00.jpg"
 DUPLICATE = "bee/s9001_a00.jpg"
 DUPLICATED = "bee/s0006_a00.jpg"  # the first sample of the second class
-GRAYSCALE = "ant/s9002_a00.png"
+GRAYSCALE = "ant/s9002_a00.png"  # flat and small: also suspicious
+# Kept, but listed as suspicious.
+PLACEHOLDER = "bee/s9003_a00.jpg"
+TINY = "cat/s9004_a00.jpg"
 
 
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """3 classes × 6 samples × 2 angles, plus a text file, a duplicate and a grey PNG."""
+    """3 classes × 6 samples × 2 angles, plus a text file, a duplicate, a grey PNG, a
+    placeholder card and a tiny photo."""
     root = write_photo_folder(
         tmp_path_factory.mktemp("data_processing") / "photos",
         dict.fromkeys(CLASSES, SAMPLES_PER_CLASS),
@@ -46,6 +50,8 @@ def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / NOT_AN_IMAGE).write_text("shot list for saturday\n")
     shutil.copy(root / DUPLICATED, root / DUPLICATE)
     write_image(root / GRAYSCALE, mode="L", color=90, size=(24, 24))
+    write_placeholder(root / PLACEHOLDER)
+    write_photo(root / TINY, seed=9004, size=16)
     return root
 
 
@@ -81,22 +87,40 @@ def test_pipeline_reads_the_photo_folder_and_its_parameter_blocks():
 
 def test_every_usable_photo_is_indexed_once_and_bad_files_are_reported(outputs):
     index = outputs["image_index"]
-    expected = SAMPLES_PER_CLASS * len(CLASSES) * N_ANGLES + 1  # + the converted grey PNG
+    # + the converted grey PNG, the placeholder and the tiny photo: suspicious but kept
+    expected = SAMPLES_PER_CLASS * len(CLASSES) * N_ANGLES + 3
     assert len(index) == expected
     assert index["path"].is_unique
     assert NOT_AN_IMAGE not in set(index["path"])
     assert DUPLICATE not in set(index["path"])
-    assert DUPLICATED in set(index["path"])
+    assert {DUPLICATED, PLACEHOLDER, TINY} <= set(index["path"])
     assert sorted(index["label"].unique()) == list(CLASSES)
 
-    quality = outputs["data_quality"].set_index("path")
-    assert sorted(quality.index) == sorted([NOT_AN_IMAGE, DUPLICATE, GRAYSCALE])
-    assert quality.loc[NOT_AN_IMAGE, "status"] == "excluded"
-    assert "not an image" in quality.loc[NOT_AN_IMAGE, "reason"]
-    assert quality.loc[DUPLICATE, "status"] == "excluded"
-    assert DUPLICATED in quality.loc[DUPLICATE, "reason"]
-    assert quality.loc[GRAYSCALE, "status"] == "converted"
-    assert quality.loc[NOT_AN_IMAGE, "label"] == "cat"
+    quality = outputs["data_quality"]
+    assert sorted(zip(quality["path"], quality["status"], strict=True)) == sorted(
+        [
+            (NOT_AN_IMAGE, "excluded"),
+            (DUPLICATE, "excluded"),
+            (GRAYSCALE, "converted"),
+            (GRAYSCALE, "suspicious"),
+            (PLACEHOLDER, "suspicious"),
+            (TINY, "suspicious"),
+        ]
+    )
+    reason = quality.set_index(["path", "status"])["reason"]
+    assert "not an image" in reason[NOT_AN_IMAGE, "excluded"]
+    assert DUPLICATED in reason[DUPLICATE, "excluded"]
+    assert "of its pixels are one colour" in reason[PLACEHOLDER, "suspicious"]
+    assert "only 16x16 pixels" in reason[TINY, "suspicious"]
+    assert quality.set_index("path").loc[NOT_AN_IMAGE, "label"] == "cat"
+
+
+def test_suspicious_photos_are_split_and_cached_like_any_other(outputs):
+    split = outputs["split"].set_index("path")
+    assert {PLACEHOLDER, TINY} <= set(split.index)
+    assert split.loc[PLACEHOLDER, "label"] == "bee"
+    decoded = next(iter(outputs["decoded_images"].values()))()
+    assert {PLACEHOLDER, TINY} <= set(decoded["paths"])
 
 
 def test_split_keeps_every_sample_in_one_split_and_every_class_in_every_split(outputs):
@@ -108,7 +132,7 @@ def test_split_keeps_every_sample_in_one_split_and_every_class_in_every_split(ou
     for label, rows in split.groupby("label"):
         assert set(rows["split"]) == SPLITS, label
     # Both angles of a two-angle sample travel together.
-    two_angles = split[split["sample_id"] == "s0000"]
+    two_angles = split[split["sample_id"] == "ant/s0000"]  # ids per class folder
     assert len(two_angles) == N_ANGLES
     assert two_angles["split"].nunique() == 1
 

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, Strict, field_validator, model_validator
 
-from .base import OpenFraction, PositiveInt, Seed, Settings
+from .base import NonNegativeInt, OpenFraction, PositiveFloat, PositiveInt, Seed, Settings
 
 Fraction = Annotated[float, Strict(), Field(ge=0, le=1)]  # 0 and 1 included
 
@@ -37,7 +37,12 @@ class RawImagesSettings(Settings):
     filename_pattern: str | None = Field(
         description="regex on the file name; named groups sample_id and optional angle"
     )
-    sample_ids_per_class: bool = Field(description="sample numbering restarts in every class")
+    sample_ids_per_class: bool = Field(
+        default=True,
+        description="true: an id read from a file name names a sample within its class "
+        "(cat/001 and dog/001 are two samples); false: one id names one sample across the "
+        "folder. A manifest's sample_id column is always folder-wide",
+    )
     classes: Annotated[list[str], Field(min_length=1)] | None = Field(
         description="classes to use; null = all"
     )
@@ -58,6 +63,21 @@ class RawImagesSettings(Settings):
         default=0.05,
         description="largest share of test photos with a near-copy in training; above it "
         "the run stops before any training",
+    )
+    suspicious_one_colour_share: Annotated[float, Strict(), Field(gt=0, le=1)] = Field(
+        default=0.90,
+        description="a photo with at least this share of its pixels in one colour (a "
+        "placeholder, a blank frame) is kept but listed as suspicious in data_quality.csv",
+    )
+    suspicious_min_side: NonNegativeInt = Field(
+        default=_MIN_IMAGE_SIZE,
+        description="a photo with a side below this many pixels is kept but listed as "
+        "suspicious in data_quality.csv; 0 = never",
+    )
+    max_cache_gb: PositiveFloat = Field(
+        default=8.0,
+        description="largest cache entry (decoded photos, backbone features) a run may "
+        "build, in GB; it is held in memory whole, and must also fit the free disk",
     )
     allow_ungrouped: bool = Field(
         default=False,

@@ -20,9 +20,15 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from transfer_study.config import RawImagesSettings
-from transfer_study.images import ImageDecodeError, decode_rgb, is_hidden_or_system_file
+from transfer_study.images import (
+    DecodedImage,
+    ImageDecodeError,
+    decode_rgb,
+    is_hidden_or_system_file,
+)
 
 from .angles import angle_label
+from .duplicates import without_duplicates
 from .errors import DataLayoutError
 from .grouping import (
     ONE_PER_PHOTO,
@@ -31,6 +37,7 @@ from .grouping import (
     match_names,
     ungrouped_reason,
 )
+from .suspicious import SUSPICIOUS_STATUS, suspicion
 
 __all__ = ["IMAGE_INDEX_COLUMNS", "QUALITY_COLUMNS", "DataLayoutError", "ingest"]
 
@@ -58,6 +65,7 @@ class _Candidate:
     label: str
     sample_id: str | None
     angle: str | None  # a label: '030-120' stays as written
+    id_from_manifest: bool = False
 
 
 def _folder_candidates(files: list[str], manifest_name: str) -> tuple[list[_Candidate], list[dict]]:
@@ -146,6 +154,7 @@ def _manifest_candidates(
                 label=label,
                 sample_id=None if sample_id is None else str(sample_id).strip(),
                 angle=angle_label(angle),
+                id_from_manifest=has_sample_ids,
             )
         )
     return candidates, rejected
@@ -172,6 +181,10 @@ def _with_sample_ids(
             if found[candidate.path] is not None:
                 sample_id, name_angle = found[candidate.path]
                 angle = angle if angle is not None else name_angle
+                # Numbering that restarts in every class folder is the common layout; a
+                # manifest's ids name samples across the whole folder, so stay global.
+                if settings.sample_ids_per_class:
+                    sample_id = f"{candidate.label}/{sample_id}"
             else:
                 sample_id = candidate.path  # no grouping information: its own sample
                 if record["method"] != ONE_PER_PHOTO:
@@ -179,60 +192,93 @@ def _with_sample_ids(
                     quality.append(
                         _quality_row(candidate.path, candidate.label, UNGROUPED_STATUS, reason)
                     )
-        if settings.sample_ids_per_class:
-            sample_id = f"{candidate.label}/{sample_id}"
-        resolved.append(_Candidate(candidate.path, candidate.label, sample_id, angle))
+        resolved.append(
+            _Candidate(
+                candidate.path, candidate.label, sample_id, angle, candidate.id_from_manifest
+            )
+        )
     return resolved, quality, record
 
 
 def _check_one_label_per_sample(candidates: list[_Candidate]) -> None:
     labels_by_sample: dict[str, set[str]] = {}
+    from_manifest: set[str] = set()
     for candidate in candidates:
         labels_by_sample.setdefault(candidate.sample_id, set()).add(candidate.label)
+        if candidate.id_from_manifest:
+            from_manifest.add(candidate.sample_id)
     conflicts = {s: sorted(labels) for s, labels in labels_by_sample.items() if len(labels) > 1}
-    if conflicts:
-        examples = "; ".join(f"'{s}': {labels}" for s, labels in list(conflicts.items())[:5])
-        raise DataLayoutError(
-            f"{len(conflicts)} sample id(s) have photos under more than one label ({examples}). "
-            "All photos of one physical sample must share its label. If your sample numbering "
-            "restarts in every class folder, set raw_images.sample_ids_per_class: true."
+    if not conflicts:
+        return
+    examples = "; ".join(f"'{s}': {labels}" for s, labels in list(conflicts.items())[:5])
+    if from_manifest & set(conflicts):
+        fix = (
+            "manifest.csv gives one sample_id to photos with different labels: correct the "
+            "label or the sample_id of those rows."
         )
+    else:
+        fix = (
+            "The ids come from the file names and raw_images.sample_ids_per_class is false "
+            "(ids shared by every class folder); if your numbering restarts in every class "
+            "folder, set raw_images.sample_ids_per_class: true (the default)."
+        )
+    raise DataLayoutError(
+        f"{len(conflicts)} sample id(s) have photos under more than one label ({examples}). "
+        f"All photos of one physical sample must share its label. {fix}"
+    )
 
 
 def _quality_row(path: str, label: str, status: str, reason: str) -> dict:
     return {"path": path, "label": label, "status": status, "reason": reason}
 
 
-def _check_file(load: Callable[[], bytes], draft_size: int | None) -> tuple[str, object]:
-    """Decodes a file once; returns ``(sha256, DecodedImage)`` or ``(sha256, reason)``."""
+def _check_file(
+    load: Callable[[], bytes], settings: RawImagesSettings
+) -> tuple[str, DecodedImage | str, str | None]:
+    """Decodes a file once: ``(sha256, DecodedImage or reason, suspicion or None)``."""
     data = load()
     digest = hashlib.sha256(data).hexdigest()
     try:
-        return digest, decode_rgb(data, draft_size=draft_size)
+        decoded = decode_rgb(data, draft_size=settings.check_draft_size)
     except ImageDecodeError as error:
-        return digest, str(error)
+        return digest, str(error), None
+    # Judged on the image decoded anyway: the check needs no second decode.
+    return (
+        digest,
+        decoded,
+        suspicion(
+            decoded.image,
+            decoded.source_size,
+            max_one_colour_share=settings.suspicious_one_colour_share,
+            min_side=settings.suspicious_min_side,
+        ),
+    )
 
 
 def _checked_rows(
     candidates: list[_Candidate],
     raw_images: Mapping[str, Callable[[], bytes]],
-    draft_size: int | None,
+    settings: RawImagesSettings,
 ) -> tuple[list[dict], list[dict]]:
     # Decoding releases the GIL, so threads keep every core busy without pickling.
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         results = list(
             tqdm(
-                pool.map(lambda c: _check_file(raw_images[c.path], draft_size), candidates),
+                pool.map(lambda c: _check_file(raw_images[c.path], settings), candidates),
                 total=len(candidates),
                 desc="Checking photos",
                 unit="img",
             )
         )
     good, quality = [], []
-    for candidate, (digest, outcome) in zip(candidates, results, strict=True):
+    for candidate, (digest, outcome, suspected) in zip(candidates, results, strict=True):
         if isinstance(outcome, str):
             quality.append(_quality_row(candidate.path, candidate.label, "excluded", outcome))
             continue
+        if suspected:
+            quality.append(
+                _quality_row(candidate.path, candidate.label, SUSPICIOUS_STATUS, suspected)
+            )
         if outcome.conversions:
             quality.append(
                 _quality_row(
@@ -255,38 +301,17 @@ def _checked_rows(
     return good, quality
 
 
-def _without_duplicates(index: pd.DataFrame) -> tuple[pd.DataFrame, list[dict]]:
-    """Drops byte-identical copies, which would otherwise leak between splits.
-
-    Copies under one label keep their first path; copies under different labels
-    contradict each other and are all dropped.
-    """
-    quality, dropped = [], set()
-    for _, group in index.groupby("sha256", sort=False):
-        if len(group) < 2:
-            continue
-        paths = sorted(group["path"])
-        labels = sorted(set(group["label"]))
-        if len(labels) > 1:
-            for row in group.itertuples():
-                others = [p for p in paths if p != row.path]
-                quality.append(
-                    _quality_row(
-                        row.path,
-                        row.label,
-                        "excluded",
-                        f"byte-identical to {others} filed under different labels {labels}",
-                    )
-                )
-                dropped.add(row.path)
-        else:
-            for row in group.itertuples():
-                if row.path != paths[0]:
-                    quality.append(
-                        _quality_row(row.path, row.label, "excluded", f"duplicate of {paths[0]}")
-                    )
-                    dropped.add(row.path)
-    return index[~index["path"].isin(dropped)].reset_index(drop=True), quality
+def _warn_suspicious(report: pd.DataFrame) -> None:
+    suspicious = report[report["status"] == SUSPICIOUS_STATUS]
+    if len(suspicious):
+        # Kept, as a real photo may be mostly one colour; but a placeholder trains as a
+        # photo of its class, so the user should look.
+        logger.warning(
+            "%d photos look like placeholders or are tiny; they are kept, look at them "
+            "(status 'suspicious' in data_quality.csv): %s",
+            len(suspicious),
+            dict(zip(suspicious["path"][:5], suspicious["reason"][:5], strict=True)),
+        )
 
 
 def ingest(
@@ -301,9 +326,10 @@ def ingest(
     Returns:
         The image index (``IMAGE_INDEX_COLUMNS``, one row per usable photo; ``angle`` a
         label or ``None``), the data-quality report (``QUALITY_COLUMNS``, one row per
-        excluded, converted or ungrouped file) and the grouping record: how samples were
-        formed (``method``, ``statement``), ``photos``, ``samples``, ``ungrouped_photos``
-        and ``ungrouped_share``.
+        excluded, converted, ungrouped or suspicious file; a suspicious photo is kept:
+        mostly one colour or tiny, see ``photos.suspicious``) and the grouping record: how
+        samples were formed (``method``, ``statement``), ``photos``, ``samples``,
+        ``ungrouped_photos`` and ``ungrouped_share``.
 
     Raises:
         DataLayoutError: For a manifest that escapes the folder, lacks labels or uses
@@ -330,20 +356,27 @@ def ingest(
     candidates, ungrouped, grouping = _with_sample_ids(candidates, settings)
     quality += ungrouped
     _check_one_label_per_sample(candidates)
-    good, checked_quality = _checked_rows(candidates, raw_images, settings.check_draft_size)
+    good, checked_quality = _checked_rows(candidates, raw_images, settings)
     index = pd.DataFrame(good, columns=IMAGE_INDEX_COLUMNS)
-    index, duplicate_quality = _without_duplicates(index)
+    index, duplicate_quality = without_duplicates(index)
+    kept = set(index["path"])
+    # A dropped copy is reported as excluded only, not also as a suspicious photo kept.
+    checked_quality = [
+        r for r in checked_quality if r["status"] != SUSPICIOUS_STATUS or r["path"] in kept
+    ]
     report = pd.DataFrame(quality + checked_quality + duplicate_quality, columns=QUALITY_COLUMNS)
+    _warn_suspicious(report)
     grouping |= {"photos": len(index), "samples": int(index["sample_id"].nunique())}
     logger.info(
-        "Ingested %d photos of %d samples in %d classes from %s; %d files excluded, %d converted "
-        "(see data_quality.csv). %s",
+        "Ingested %d photos of %d samples in %d classes from %s; %d files excluded, %d converted, "
+        "%d suspicious (see data_quality.csv). %s",
         len(index),
         grouping["samples"],
         index["label"].nunique(),
         settings.path,
         int((report["status"] == "excluded").sum()),
         int((report["status"] == "converted").sum()),
+        int((report["status"] == SUSPICIOUS_STATUS).sum()),
         grouping["statement"],
     )
     return (

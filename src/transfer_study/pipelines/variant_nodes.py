@@ -25,6 +25,7 @@ from transfer_study.config import (
 from transfer_study.evaluation.figures import lr_range_test_figure, training_curves_figure
 from transfer_study.models.preprocessing import Preprocessing
 from transfer_study.photos.near_copies import guard_against_near_copies, near_copy_check
+from transfer_study.training.cache_budget import BYTES_PER_GB, CacheBuild
 from transfer_study.training.features import cached_features, embed_images
 from transfer_study.training.seeds import train_over_seeds
 from transfer_study.training.testing import evaluate_over_seeds
@@ -185,7 +186,8 @@ def embed_backbone_features(
     preprocessing: dict[str, Any],
     model: ModelSettings,
     settings: TrainingSettings,
-) -> dict[str, Callable[[], dict]]:
+    raw_images: RawImagesSettings,
+) -> dict[str, CacheBuild]:
     """Embeds every photo once with the frozen backbone, for every frozen run and cell.
 
     Args:
@@ -194,12 +196,15 @@ def embed_backbone_features(
         preprocessing: ``resolve_preprocessing``' output.
         model: ``params:model``.
         settings: The frozen variant's resolved settings (weights, augmented views).
+        raw_images: ``params:raw_images`` (``max_cache_gb``, the cap on the features).
 
     Returns:
-        ``{key: function computing the features}`` for the feature cache.
+        ``{key: build computing the features}`` for the feature cache; the build refuses
+        features over ``raw_images.max_cache_gb``, the cache their size over its free disk.
     """
     spec = Preprocessing.from_dict(preprocessing)
-    return embed_images(decoded_images, split, spec, model, settings)
+    max_bytes = round(raw_images.max_cache_gb * BYTES_PER_GB)
+    return embed_images(decoded_images, split, spec, model, settings, max_bytes)
 
 
 def evaluate_variant(

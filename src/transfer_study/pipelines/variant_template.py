@@ -234,6 +234,7 @@ def embedding_pipeline() -> Pipeline:
                     "preprocessing",
                     "params:model",
                     "embedding_settings",
+                    "params:raw_images",
                 ],
                 outputs="backbone_features",
                 name="embed_images_node",

@@ -21,6 +21,7 @@ from transfer_study.config import ModelSettings, TrainingSettings
 from transfer_study.models.factory import create_classifier
 from transfer_study.models.preprocessing import Preprocessing
 from transfer_study.models.transforms import build_eval_transform, build_train_transform
+from transfer_study.training.cache_budget import CacheBuild, features_bytes
 from transfer_study.training.data import rows_in_cache, seed_everything
 from transfer_study.training.device import DeviceSettings, _device_settings, _memory_format
 from transfer_study.training.image_cache import image_cache_key, select_image_cache
@@ -69,7 +70,8 @@ def embed_images(
     preprocessing: Preprocessing,
     model: ModelSettings,
     settings: TrainingSettings,
-) -> dict[str, Callable[[], dict]]:
+    max_bytes: int | None = None,
+) -> dict[str, CacheBuild]:
     """Embeds every photo once with the frozen pretrained backbone.
 
     All photos get their un-augmented embedding; with ``augmented_views > 0`` the
@@ -83,9 +85,12 @@ def embed_images(
         preprocessing: Input size and normalisation.
         model: The ``model`` parameters (``backbone``).
         settings: The frozen variant's settings.
+        max_bytes: The memory cap (``raw_images.max_cache_gb``); ``None``: none.
 
     Returns:
-        ``{key: function returning {"paths", "features", "view_paths", "augmented"}}``.
+        ``{key: build returning {"paths", "features", "view_paths", "augmented"}}``; the
+        build refuses, before embedding, features (photos × feature_dim × 4 bytes × (1 +
+        augmented_views)) over ``max_bytes``, and the cache dataset ones over its free disk.
     """
     key = _features_key(image_cache_key(split, preprocessing), model.backbone, settings)
     batch_size = settings.embedding_batch_size
@@ -135,7 +140,21 @@ def embed_images(
             "augmented": augmented,
         }
 
-    return {key: compute}
+    def estimate() -> int:
+        # The backbone's width, from its architecture alone (no weights to load).
+        feature_dim = create_classifier(model.backbone, weights="none", num_classes=2).feature_dim
+        return features_bytes(len(split), feature_dim, settings.augmented_views)
+
+    views = settings.augmented_views
+    build = CacheBuild(
+        build=compute,
+        estimate=estimate,
+        max_bytes=max_bytes,
+        what=f"the {model.backbone} features of {len(split)} photos"
+        + (f" and {views} augmented views of each" if views else ""),
+        advice="fewer frozen.augmented_views, fewer photos or classes (raw_images.classes)",
+    )
+    return {key: build}
 
 
 class _EpochViews(torch.utils.data.Dataset):

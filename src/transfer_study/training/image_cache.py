@@ -12,6 +12,7 @@ import json
 import os
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 import pandas as pd
 import torch
@@ -19,6 +20,7 @@ from tqdm.auto import tqdm
 
 from transfer_study.models.preprocessing import Preprocessing
 from transfer_study.models.transforms import decode_resized
+from transfer_study.training.cache_budget import CacheBuild, decoded_images_bytes
 
 # Bump when the way images are decoded or resized changes, so old caches are not reused.
 CACHE_FORMAT_VERSION = 1
@@ -78,6 +80,36 @@ def decode_images(
             )
         )
     return {"images": images, "paths": list(paths)}
+
+
+def decoding_build(
+    paths: list[str],
+    raw_images: Mapping[str, Callable[[], bytes]],
+    preprocessing: Preprocessing,
+    max_bytes: int | None = None,
+) -> CacheBuild:
+    """``decode_images`` as a cache entry's build, refused before decoding if too big.
+
+    Args:
+        paths: Photos to decode, in the order of the cached tensor.
+        raw_images: Lazy loaders of every photo's bytes, by relative path.
+        preprocessing: Gives the cached size (``resize_size``) and the filter.
+        max_bytes: The memory cap (``raw_images.max_cache_gb``); ``None``: none.
+
+    Returns:
+        The build, whose estimate is ``len(paths) × 3 × resize_size²`` bytes.
+    """
+    side = preprocessing.resize_size
+    return CacheBuild(
+        build=partial(decode_images, paths, raw_images, preprocessing),
+        estimate=partial(decoded_images_bytes, len(paths), side),
+        max_bytes=max_bytes,
+        what=f"the decoded-image cache of {len(paths)} photos at {side} px",
+        advice=(
+            f"a smaller model.image_size (photos are cached at {side} px, and the size grows "
+            "with its square), fewer photos or classes (raw_images.classes)"
+        ),
+    )
 
 
 def select_image_cache(

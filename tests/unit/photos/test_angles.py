@@ -52,7 +52,7 @@ def test_angle_labels_from_names_and_the_manifest_are_kept_as_written(
     write_photo(tmp_path / "any" / "x.jpg", seed=2)
     (tmp_path / "manifest.csv").write_text(f"path,label\ncup/{stem}.jpg,cup\nany/x.jpg,bowl\n")
     settings = {"path": "p", "manifest": "manifest.csv", "filename_pattern": pattern}
-    settings |= {"sample_ids_per_class": False, "classes": None, "check_draft_size": None}
+    settings |= {"classes": None, "check_draft_size": None}
     raw = PhotoFolderDataset(path=str(tmp_path)).load()
     index, _, _ = ingest(raw, RawImagesSettings(**settings, max_ungrouped_share=0.5))
     assert index.set_index("path").loc[f"cup/{stem}.jpg", "angle"] == angle

@@ -23,7 +23,6 @@ PARAMS = {
     "path": "photos",
     "manifest": "manifest.csv",
     "filename_pattern": PATTERN_TEXT,
-    "sample_ids_per_class": False,
     "classes": None,
     "check_draft_size": None,
 }

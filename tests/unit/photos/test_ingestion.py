@@ -13,19 +13,19 @@ from tests.helpers.image_files import (
     AWKWARD_CONVERSIONS,
     AWKWARD_EXPECTATIONS,
     write_awkward_files,
+    write_placeholder,
 )
 from tests.helpers.photos import write_photo, write_photo_folder
-from transfer_study.config import RawImagesSettings
+from transfer_study.config import RawImagesSettings, SplitSettings
 from transfer_study.datasets import PhotoFolderDataset
 from transfer_study.photos.ingestion import DataLayoutError
-from transfer_study.pipelines.data_processing.nodes import ingest_images
+from transfer_study.pipelines.data_processing.nodes import ingest_images, split_by_sample
 
 AWKWARD_FOLDER = "things"
 PARAMS = {
     "path": "photos",
     "manifest": "manifest.csv",
     "filename_pattern": r"^(?P<sample_id>.+)_a(?P<angle>\d+)$",
-    "sample_ids_per_class": False,
     "classes": None,
     "check_draft_size": None,
 }
@@ -49,7 +49,7 @@ def test_class_folders_give_labels_sample_ids_and_angles(photo_folder):
     assert set(index["label"]) == {"cat", "dog"}
     assert index["sample_id"].nunique() == 7
     row = index.set_index("path").loc["dog/s0004_a02.jpg"]
-    assert (row["label"], row["sample_id"], row["angle"]) == ("dog", "s0004", "02")
+    assert (row["label"], row["sample_id"], row["angle"]) == ("dog", "dog/s0004", "02")
     assert index["sha256"].str.len().eq(64).all()
     assert quality.empty
 
@@ -59,13 +59,69 @@ def test_without_a_pattern_every_photo_is_its_own_sample(photo_folder):
     assert index["sample_id"].nunique() == len(index) == 8
 
 
-def test_sample_ids_can_be_scoped_per_class_folder(tmp_path):
+def _numbered_per_class(root: Path, labels: tuple[str, ...], n_samples: int) -> Path:
+    """``<label>/s000_a00.jpg`` …: the same numbering in every class folder, distinct bytes."""
+    for offset, label in enumerate(labels):
+        for sample in range(n_samples):
+            for angle in range(2):
+                seed = 1000 * offset + 10 * sample + angle
+                write_photo(root / label / f"s{sample:03d}_a{angle:02d}.jpg", seed=seed)
+    return root
+
+
+def test_sample_numbering_that_restarts_in_every_class_folder_gives_samples_per_class(tmp_path):
+    folder = _numbered_per_class(tmp_path, ("red", "blue"), n_samples=5)
+    index, quality = _ingest(folder)
+    assert quality.empty
+    row = index.set_index("path").loc["blue/s000_a01.jpg"]
+    assert (row["sample_id"], row["angle"]) == ("blue/s000", "01")
+    assert index["sample_id"].nunique() == 10
+    split, _ = split_by_sample(
+        index,
+        SplitSettings(val_fraction=0.2, test_fraction=0.2, seed=1),
+        RawImagesSettings(**PARAMS),
+    )
+    assert split.groupby("sample_id")["split"].nunique().eq(1).all()
+    assert split.groupby("sample_id")["label"].nunique().eq(1).all()
+    assert split.groupby("sample_id").size().eq(2).all()  # both angles, one class
+
+
+def test_folder_wide_sample_ids_are_one_parameter_away_and_refuse_an_id_under_two_labels(
+    tmp_path,
+):
     write_photo(tmp_path / "cat" / "001_a1.jpg", seed=1)
     write_photo(tmp_path / "dog" / "001_a1.jpg", seed=2)
-    with pytest.raises(DataLayoutError, match=r"more than one label.*sample_ids_per_class"):
-        _ingest(tmp_path)
-    index, _ = _ingest(tmp_path, sample_ids_per_class=True)
+    with pytest.raises(DataLayoutError, match=r"more than one label.*sample_ids_per_class: true"):
+        _ingest(tmp_path, sample_ids_per_class=False)
+    index, _ = _ingest(tmp_path)
     assert sorted(index["sample_id"]) == ["cat/001", "dog/001"]
+
+
+def test_a_manifests_sample_ids_stay_folder_wide(tmp_path):
+    for i in range(3):
+        write_photo(tmp_path / "any" / f"img{i}_a0.jpg", seed=i)
+    _write_manifest(
+        tmp_path,
+        "path,label,sample_id\nany/img0_a0.jpg,cat,frag1\nany/img1_a0.jpg,cat,frag2\n"
+        "any/img2_a0.jpg,dog,frag1\n",
+    )
+    with pytest.raises(DataLayoutError, match=r"'frag1'.*manifest.csv gives one sample_id"):
+        _ingest(tmp_path)
+    _write_manifest(tmp_path, "path,label\nany/img0_a0.jpg,cat\nany/img2_a0.jpg,dog\n")
+    index, _ = _ingest(tmp_path)  # no sample_id column: ids from the names, per label
+    assert sorted(index["sample_id"]) == ["cat/img0", "dog/img2"]
+
+
+def test_a_photo_filed_byte_identical_under_two_labels_is_reported_and_dropped(tmp_path, caplog):
+    folder = _numbered_per_class(tmp_path, ("red", "blue"), n_samples=2)
+    shutil.copy(folder / "red" / "s001_a00.jpg", folder / "blue" / "s001_a00.jpg")
+    with caplog.at_level("WARNING", logger="transfer_study.photos.duplicates"):
+        index, quality = _ingest(folder)
+    reasons = quality.set_index("path")["reason"]
+    for path in ("red/s001_a00.jpg", "blue/s001_a00.jpg"):
+        assert "byte-identical" in reasons[path] and "different labels" in reasons[path]
+        assert path not in set(index["path"])
+    assert "blue/s001_a00.jpg" in caplog.text and "labelling" in caplog.text
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +139,8 @@ def test_each_awkward_file_is_kept_converted_or_excluded_with_its_own_quality_ro
 ):
     index, quality = awkward_ingested
     path = f"{AWKWARD_FOLDER}/{name}"
-    rows = quality[quality["path"] == path]
+    # The awkward files are flat colours: also listed as suspicious, tested on their own.
+    rows = quality[(quality["path"] == path) & (quality["status"] != "suspicious")]
     excluded_because = AWKWARD_EXPECTATIONS[name]
     if excluded_because is None and name not in AWKWARD_CONVERSIONS:
         assert rows.empty, rows.to_dict("records")
@@ -106,6 +163,7 @@ def test_only_excluded_and_converted_files_get_a_quality_row(
     awkward_ingested: tuple[pd.DataFrame, pd.DataFrame],
 ):
     _, quality = awkward_ingested
+    quality = quality[quality["status"] != "suspicious"]
     reported = {
         f"{AWKWARD_FOLDER}/{name}"
         for name, excluded_because in AWKWARD_EXPECTATIONS.items()
@@ -113,6 +171,32 @@ def test_only_excluded_and_converted_files_get_a_quality_row(
     }
     assert sorted(quality["path"]) == sorted(reported)
     assert list(quality.columns) == ["path", "label", "status", "reason"]
+
+
+def test_flat_and_tiny_awkward_files_are_kept_and_listed_as_suspicious(
+    awkward_ingested: tuple[pd.DataFrame, pd.DataFrame],
+):
+    index, quality = awkward_ingested
+    suspicious = quality[quality["status"] == "suspicious"].set_index("path")["reason"]
+    assert "one colour" in suspicious[f"{AWKWARD_FOLDER}/good.png"]  # a flat 48x40 + marker
+    assert "only 1x1 pixels" in suspicious[f"{AWKWARD_FOLDER}/tiny_1x1.png"]
+    assert set(suspicious.index) <= set(index["path"])
+    assert not any(path.startswith("other/") for path in suspicious.index)  # noise photos
+
+
+def test_a_placeholder_and_a_tiny_photo_are_kept_and_listed_as_suspicious(photo_folder, caplog):
+    folder = photo_folder({"cat": 3, "dog": 3})
+    write_placeholder(folder / "cat" / "s0100_a00.jpg")
+    write_photo(folder / "dog" / "s0101_a00.jpg", seed=7, size=20)
+    with caplog.at_level("WARNING", logger="transfer_study.photos.ingestion"):
+        index, quality = _ingest(folder)
+    assert list(quality["status"]) == ["suspicious", "suspicious"]
+    reasons = quality.set_index("path")["reason"]
+    assert "of its pixels are one colour" in reasons["cat/s0100_a00.jpg"]
+    assert "only 20x20 pixels" in reasons["dog/s0101_a00.jpg"]
+    assert {"cat/s0100_a00.jpg", "dog/s0101_a00.jpg"} <= set(index["path"])
+    assert len(index) == 14
+    assert "cat/s0100_a00.jpg" in caplog.text and "suspicious" in caplog.text
 
 
 def test_hidden_and_system_files_are_ignored_silently(photo_folder):

@@ -13,7 +13,6 @@ RAW_PARAMS = RawImagesSettings(
     path="photos",
     manifest=None,
     filename_pattern=None,
-    sample_ids_per_class=False,
     classes=None,
     check_draft_size=None,
 )

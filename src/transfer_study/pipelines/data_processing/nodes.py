@@ -13,7 +13,8 @@ from transfer_study.models.preprocessing import Preprocessing, preprocessing_for
 from transfer_study.photos.ingestion import ingest
 from transfer_study.photos.splitting import split_photos_by_sample
 from transfer_study.pipelines.configured import refuse_changed_folds
-from transfer_study.training.image_cache import decode_images, image_cache_key
+from transfer_study.training.cache_budget import BYTES_PER_GB, CacheBuild
+from transfer_study.training.image_cache import decoding_build, image_cache_key
 
 logger = logging.getLogger(__name__)
 
@@ -26,8 +27,10 @@ def ingest_images(
     Labels come from ``manifest.csv`` when the folder has one, otherwise from the class
     sub-folders. Sample id and angle come from the manifest or from
     ``params.filename_pattern`` (named groups ``sample_id`` and ``angle``, matched on the
-    file name without extension); a photo with neither is its own sample. A pattern that
-    groups only some photos is refused above ``params.max_ungrouped_share`` of them.
+    file name without extension, counted per class folder unless
+    ``params.sample_ids_per_class`` is false); a photo with neither is its own sample. A
+    pattern that groups only some photos is refused above ``params.max_ungrouped_share``
+    of them. A photo mostly one colour or tiny is kept and listed as suspicious.
 
     Args:
         raw_images: Lazy loaders of every file's bytes, by path relative to the folder.
@@ -35,8 +38,8 @@ def ingest_images(
 
     Returns:
         The image index (one row per usable photo), the data-quality report (one row
-        per excluded, converted or ungrouped file, with the reason) and the grouping
-        record (how the samples were formed, with counts).
+        per excluded, converted, ungrouped or suspicious file, with the reason) and the
+        grouping record (how the samples were formed, with counts).
 
     Raises:
         DataLayoutError: For a manifest that escapes the folder, lacks labels or uses
@@ -103,21 +106,25 @@ def cache_decoded_images(
     raw_images: Mapping[str, Callable[[], bytes]],
     split: pd.DataFrame,
     preprocessing: Mapping[str, Any],
-) -> dict[str, Callable[[], dict]]:
+    params: RawImagesSettings,
+) -> dict[str, CacheBuild]:
     """Decodes, converts and resizes every photo of the split once, into the cache.
 
-    The work is returned as a lazy function under the cache key; the cache dataset
-    calls it only when no entry with that key exists yet.
+    The work is returned as a lazy build under the cache key; the cache dataset calls it
+    only when no entry with that key exists yet, after checking that its estimated size
+    (photos × 3 × resize size²) fits the free disk. The build itself refuses a size over
+    ``params.max_cache_gb`` before decoding anything.
 
     Args:
         raw_images: Lazy loaders of every file's bytes.
         split: The split table; its photos are cached in its row order.
         preprocessing: ``resolve_preprocessing``' output.
+        params: The ``raw_images`` parameters (``max_cache_gb``).
 
     Returns:
-        ``{cache_key: function returning {"images": uint8 tensor, "paths": list}}``.
+        ``{cache_key: build returning {"images": uint8 tensor, "paths": list}}``.
     """
     settings = Preprocessing.from_dict(preprocessing)
     key = image_cache_key(split, settings)
-    paths = split["path"].tolist()
-    return {key: lambda: decode_images(paths, raw_images, settings)}
+    max_bytes = round(params.max_cache_gb * BYTES_PER_GB)
+    return {key: decoding_build(split["path"].tolist(), raw_images, settings, max_bytes)}

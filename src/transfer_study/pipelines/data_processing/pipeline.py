@@ -37,7 +37,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 func=cache_decoded_images,
-                inputs=["raw_images", "split", "preprocessing"],
+                inputs=["raw_images", "split", "preprocessing", "params:raw_images"],
                 outputs="decoded_images",
                 name="cache_decoded_images_node",
             ),
