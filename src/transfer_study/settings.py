@@ -16,8 +16,11 @@ CONFIG_LOADER_ARGS = {
 
 from transfer_study.config_check import ParameterCheckHook  # noqa: E402
 from transfer_study.tracking.hooks import ChildRunHook  # noqa: E402
+from transfer_study.tracking.server_check import TrackingServerCheckHook  # noqa: E402
 
 # ParameterCheckHook checks every parameter block before any node runs, naming the YAML
-# file of a bad key. kedro-mlflow (an installed plugin) opens one run per `kedro run`;
-# ChildRunHook adds a nested run per training. See docs/architecture.md, "Tracking".
-HOOKS = (ParameterCheckHook(), ChildRunHook())
+# file of a bad key; then TrackingServerCheckHook stops a run whose MLflow server does not
+# answer (both are `tryfirst`, and pluggy calls the last registered first). kedro-mlflow
+# (an installed plugin) opens one run per `kedro run`; ChildRunHook adds a nested run per
+# training. See docs/architecture.md, "Tracking".
+HOOKS = (TrackingServerCheckHook(), ParameterCheckHook(), ChildRunHook())

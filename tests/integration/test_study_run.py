@@ -72,20 +72,6 @@ def test_one_flag_points_the_study_at_a_users_folder(project: Path, tmp_path: Pa
     assert len(split) == 20
 
 
-def test_missing_photo_folder_fails_with_what_to_do(project: Path):
-    command = [
-        str(Path(sys.executable).parent / "kedro"),
-        "run",
-        "--pipeline=data_processing",
-        f"--params=raw_images.path={project / 'nowhere'}",
-    ]
-    completed = subprocess.run(command, cwd=project, capture_output=True, text=True, timeout=300)
-    assert completed.returncode != 0
-    output = completed.stdout + completed.stderr
-    assert "does not exist" in output
-    assert "kedro run --pipeline=demo_data" in output
-
-
 def test_single_class_folder_fails_after_writing_the_quality_report(project: Path, tmp_path: Path):
     photos = write_photo_folder(tmp_path / "one", {"cat": 6}, n_angles=1)
     # Named like the others, so the file-name grouping covers it; it fails to decode.

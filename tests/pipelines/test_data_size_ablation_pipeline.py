@@ -18,6 +18,7 @@ from tests.helpers.in_memory_runs import run_in_memory
 from tests.helpers.parameters import REPO_ROOT, TINY_TRAINING, project_parameters, raw_parameters
 from tests.helpers.photos import write_photo_folder
 from transfer_study import pipeline_registry
+from transfer_study.config import ParameterError
 from transfer_study.datasets import PhotoFolderDataset
 from transfer_study.pipelines import data_processing
 from transfer_study.pipelines.data_size_ablation import pipeline as ablation_module
@@ -320,5 +321,5 @@ def test_a_grid_changed_only_in_the_parameters_is_refused(tiny_ablation, photos)
         {"path": ["a.jpg"], "label": ["ant"], "sample_id": ["s0"], "angle": [0], "split": ["train"]}
     )
     inputs = _tiny_inputs(check_only, photos, **{"data_size_ablation.seeds": [0, 1, 2]})
-    with pytest.raises(ValueError, match="differs from the grid"):
+    with pytest.raises(ParameterError, match="differs from the grid"):
         run_in_memory(check_only, {**inputs, "split": split})

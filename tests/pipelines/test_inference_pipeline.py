@@ -15,6 +15,7 @@ from tests.helpers.image_files import noise_jpeg_bytes
 from tests.helpers.in_memory_runs import run_in_memory
 from tests.helpers.parameters import project_parameters
 from tests.helpers.tiny_models import CLASS_NAMES, save_tiny_checkpoint, tiny_checkpoint
+from transfer_study.config import ParameterError
 from transfer_study.datasets import OptionalDataset
 from transfer_study.pipelines.inference import create_pipeline
 
@@ -138,10 +139,10 @@ def test_a_checkpoint_file_named_in_the_parameters_is_used(tmp_path: Path):
 
 
 def test_a_model_that_is_neither_a_variant_nor_a_file_is_refused():
-    with pytest.raises(ValueError, match="neither 'best', a trained variant"):
+    with pytest.raises(ParameterError, match="neither 'best', a trained variant"):
         run_in_memory(create_pipeline(), _inputs(**{"inference.model": "bestest"}))
 
 
 def test_a_folder_with_only_hidden_files_is_refused():
-    with pytest.raises(ValueError, match="No photos to classify"):
+    with pytest.raises(ParameterError, match="No photos to classify"):
         run_in_memory(create_pipeline(), _inputs(photos={HIDDEN: _loader(b"\x00")}))

@@ -17,6 +17,8 @@ from typing import Annotated, Any, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
+from transfer_study.errors import UserError
+
 # A key path: block, keys and list positions, e.g. ("demo_data", "view", "scale", 1).
 KeyPath = tuple[str | int, ...]
 Locate = Callable[[KeyPath], str]
@@ -25,8 +27,9 @@ _MAX_VALUE_LENGTH = 120
 _MAX_CLOSE_MATCHES = 3
 
 
-class ParameterError(ValueError):
-    """The run's parameters do not fit their models; the message lists every problem."""
+class ParameterError(UserError, ValueError):
+    """The run's parameters are invalid, or cannot be used as given (e.g. a value that
+    shapes the pipeline changed with ``--params``); the message lists every problem."""
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 from .binary_file_dataset import BinaryFileDataset
 from .content_addressed_dataset import ContentAddressedDataset
 from .optional_dataset import OptionalDataset
-from .photo_folder_dataset import PhotoFolderDataset
+from .photo_folder_dataset import PhotoFolderDataset, PhotoFolderError
 from .torch_dataset import TorchDataset
 
 __all__ = [
@@ -11,5 +11,6 @@ __all__ = [
     "ContentAddressedDataset",
     "OptionalDataset",
     "PhotoFolderDataset",
+    "PhotoFolderError",
     "TorchDataset",
 ]

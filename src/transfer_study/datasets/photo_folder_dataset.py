@@ -13,6 +13,8 @@ from typing import Any
 from kedro.io.core import DatasetError
 from kedro_datasets.partitions import PartitionedDataset
 
+from transfer_study.errors import UserError
+
 from .binary_file_dataset import BinaryFileDataset
 
 HOW_TO_POINT_AT_PHOTOS = (
@@ -20,6 +22,10 @@ HOW_TO_POINT_AT_PHOTOS = (
     "`kedro run --params=raw_images.path=/path/to/photos`, or create the demo data first "
     "with `kedro run --pipeline=demo_data`."
 )
+
+
+class PhotoFolderError(UserError, DatasetError):
+    """The photo folder is missing or empty. A ``DatasetError``, so Kedro passes it on."""
 
 
 class PhotoFolderDataset(PartitionedDataset):
@@ -54,7 +60,7 @@ class PhotoFolderDataset(PartitionedDataset):
 
     def load(self) -> dict[str, Callable[[], Any]]:
         if not self._filesystem.isdir(self._normalized_path):
-            raise DatasetError(
+            raise PhotoFolderError(
                 f"Photo folder '{self._path}' does not exist. {HOW_TO_POINT_AT_PHOTOS}"
             )
         try:
@@ -62,6 +68,6 @@ class PhotoFolderDataset(PartitionedDataset):
         except DatasetError as error:
             if "No partitions found" not in str(error):
                 raise
-            raise DatasetError(
+            raise PhotoFolderError(
                 f"Photo folder '{self._path}' contains no files. {HOW_TO_POINT_AT_PHOTOS}"
             ) from error

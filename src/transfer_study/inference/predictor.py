@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from transfer_study.errors import UserError
 from transfer_study.images import ImageDecodeError
 from transfer_study.models.checkpoint import CHECKPOINT_FORMAT, rebuild_classifier
 from transfer_study.models.factory import Classifier
@@ -46,7 +47,7 @@ HOW_TO_GET_A_CHECKPOINT = (
 ImageSource = Callable[[], bytes]
 
 
-class NotACheckpointError(ValueError):
+class NotACheckpointError(UserError, ValueError):
     """The object or file is not a checkpoint of this project; the message says what to do."""
 
 

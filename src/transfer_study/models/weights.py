@@ -26,6 +26,7 @@ import torch
 import torchvision.models
 from torch import nn
 
+from transfer_study.errors import UserError
 from transfer_study.models.preprocessing import WEIGHTS_IMAGENET, WEIGHTS_NONE
 
 logger = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ _BATCH_COUNTER_SUFFIX = "num_batches_tracked"
 _KEYS_SHOWN = 5
 
 
-class WeightsUnavailableError(RuntimeError):
+class WeightsUnavailableError(UserError, RuntimeError):
     """Pretrained weights cannot be obtained here; the message says how to provide them."""
 
 

@@ -16,6 +16,8 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 
+from .errors import SplitError
+
 logger = logging.getLogger(__name__)
 
 FOLD_COLUMN = "fold"
@@ -24,10 +26,10 @@ FOLD_COLUMN = "fold"
 def _check_fold_sizes(samples: pd.DataFrame, folds: int, folder: str) -> None:
     # Each fold tests at least one sample of every class and keeps two to train and
     # validate on: k + 1 samples per class at the least.
-    counts = samples["label"].value_counts().sort_index()
-    too_small = {label: int(n) for label, n in counts.items() if n < folds + 1}
+    counts = samples["label"].value_counts().sort_index().to_dict()  # plain ints
+    too_small = {label: n for label, n in counts.items() if n < folds + 1}
     if too_small:
-        raise ValueError(
+        raise SplitError(
             f"split.folds = {folds} needs at least {folds + 1} physical samples per class "
             f"(one tested in each fold, others to train and validate on), but class(es) "
             f"{too_small} in '{folder}' have fewer. Use fewer folds or add samples."
@@ -49,7 +51,7 @@ def assign_folds(
         The fold index (``0`` … ``k − 1``) per photo, on ``photos``' index.
 
     Raises:
-        ValueError: If a class has fewer than ``k + 1`` physical samples.
+        SplitError: (a ``ValueError``) If a class has fewer than ``k + 1`` physical samples.
     """
     samples = photos.groupby("sample_id", as_index=False)["label"].first()
     _check_fold_sizes(samples, folds, folder)
@@ -76,8 +78,8 @@ def fold_split(split: pd.DataFrame, fold: int, *, val_fraction: float, seed: int
         this fold.
 
     Raises:
-        ValueError: If the fold's training samples cannot give every class a validation
-            and a training sample.
+        SplitError: (a ``ValueError``) If the fold's training samples cannot give every
+            class a validation and a training sample.
     """
     folds = int(split[FOLD_COLUMN].max()) + 1
     tested = split[FOLD_COLUMN] == fold
@@ -89,7 +91,7 @@ def fold_split(split: pd.DataFrame, fold: int, *, val_fraction: float, seed: int
             rest, test_size=share, stratify=rest["label"], random_state=seed + fold
         )
     except ValueError as error:
-        raise ValueError(
+        raise SplitError(
             f"Cannot draw validation samples for fold {fold} (val_fraction={val_fraction}, "
             f"{len(rest)} training samples): {error}. Add samples, use fewer folds or raise "
             "split.val_fraction."
@@ -102,7 +104,7 @@ def fold_split(split: pd.DataFrame, fold: int, *, val_fraction: float, seed: int
     counts = result.groupby("label")["split"].agg(lambda s: set(s))
     incomplete = sorted(label for label, seen in counts.items() if {"train", "val"} - seen)
     if incomplete:
-        raise ValueError(
+        raise SplitError(
             f"Fold {fold} leaves class(es) {incomplete} without a training or validation "
             "sample. Add samples of those classes, use fewer folds or raise "
             "split.val_fraction."

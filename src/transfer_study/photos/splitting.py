@@ -8,6 +8,7 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from transfer_study.config import SplitSettings
+from transfer_study.photos.errors import SplitError
 from transfer_study.photos.folds import FOLD_COLUMN, assign_folds, fold_split
 
 logger = logging.getLogger(__name__)
@@ -19,17 +20,17 @@ SMALL_TEST_SAMPLES_PER_CLASS = 30
 
 
 def _check_class_sizes(samples: pd.DataFrame, path: str) -> None:
-    counts = samples["label"].value_counts().sort_index()
+    counts = samples["label"].value_counts().sort_index().to_dict()  # plain ints
     if len(counts) < 2:
-        raise ValueError(
+        raise SplitError(
             f"Found {len(counts)} class(es) with usable photos in '{path}' "
-            f"({dict(counts)}); a classifier needs at least two. Put each class in its own "
+            f"({counts}); a classifier needs at least two. Put each class in its own "
             "sub-folder (or label them in manifest.csv), and see "
             "data/08_reporting/data_quality.csv for files that were excluded."
         )
-    too_small = {label: int(n) for label, n in counts.items() if n < len(SPLITS)}
+    too_small = {label: n for label, n in counts.items() if n < len(SPLITS)}
     if too_small:
-        raise ValueError(
+        raise SplitError(
             f"Class(es) {too_small} have fewer than {len(SPLITS)} physical samples; each class "
             "needs at least one sample in each of train, val and test. Add photos of more "
             "samples, or drop the class (raw_images.classes)."
@@ -54,7 +55,7 @@ def _assign_splits(samples: pd.DataFrame, settings: SplitSettings) -> pd.Series:
             random_state=seed,
         )
     except ValueError as error:
-        raise ValueError(
+        raise SplitError(
             f"Cannot split {len(samples)} samples into train/val/test with val_fraction="
             f"{val_fraction} and test_fraction={test_fraction}: {error}. Add samples or "
             "raise the fractions."
@@ -93,8 +94,8 @@ def split_photos_by_sample(
         of sample and photo counts (one per fold, in a ``fold`` column, with folds).
 
     Raises:
-        ValueError: With fewer than two classes, a class too small to reach every split
-            (or fold), or fractions the data cannot satisfy.
+        SplitError: (a ``ValueError``) With fewer than two classes, a class too small to
+            reach every split (or fold), or fractions the data cannot satisfy.
     """
     samples = image_index.groupby("sample_id", as_index=False)["label"].first()
     _check_class_sizes(samples, folder)
@@ -114,7 +115,7 @@ def split_photos_by_sample(
 def _check_every_split_has_every_class(summary: pd.DataFrame) -> None:
     missing = summary[[f"samples_{name}" for name in SPLITS]].eq(0).any(axis=1)
     if missing.any():
-        raise ValueError(
+        raise SplitError(
             f"Class(es) {summary.loc[missing, 'label'].tolist()} would be missing from a split "
             f"with these fractions:\n{summary.to_string(index=False)}\nAdd samples of those "
             "classes or change split.val_fraction / split.test_fraction."

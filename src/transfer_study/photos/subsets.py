@@ -36,6 +36,7 @@ import pandas as pd
 
 from transfer_study.config import AblationGrid, AblationSettings
 from transfer_study.photos.angles import angle_rank
+from transfer_study.photos.errors import SplitError
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +60,9 @@ class _Cell:
 def _positive_int(cell: Mapping[str, Any], key: str, minimum: int) -> int:
     value = cell.get(key)
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        raise ValueError(f"Ablation cell {dict(cell)}: '{key}' must be an integer ≥ {minimum}.")
+        # str(), not repr(): a NumPy integer shows as 5, not np.int64(5).
+        shown = ", ".join(f"{name}={item}" for name, item in cell.items())
+        raise ValueError(f"Ablation cell ({shown}): '{key}' must be an integer ≥ {minimum}.")
     return int(value)
 
 
@@ -230,14 +233,15 @@ def training_subset(split: pd.DataFrame, cell: Mapping[str, Any]) -> pd.DataFram
         outside the subset have ``split == UNUSED_SPLIT``.
 
     Raises:
-        ValueError: If the cell is malformed or impossible, with what exists per class.
+        ValueError: If the cell is malformed; ``SplitError`` (a ``ValueError``) if it is
+            impossible, with what exists per class.
     """
     parsed = _parse_cell(cell)
     table = split.reset_index(drop=True)
     ranked = _ranked_training_photos(table, parsed.seed)
     problems = _problems(ranked, [parsed])
     if problems:
-        raise ValueError(_impossible_message(ranked, problems))
+        raise SplitError(_impossible_message(ranked, problems))
     keep = (ranked["sample_order"] < parsed.n_samples) & (ranked["angle_order"] < parsed.n_angles)
     unused = ranked.index[~keep]
     subset = table.copy()
@@ -274,8 +278,8 @@ def validate_grid(split: pd.DataFrame, grid: AblationGrid) -> None:
         grid: The grid (its model guarantees at least one cell).
 
     Raises:
-        ValueError: Listing every impossible cell, what exists per class and what to
-            change (the same message as :func:`training_subset`).
+        SplitError: (a ``ValueError``) Listing every impossible cell, what exists per
+            class and what to change (the same message as :func:`training_subset`).
     """
     cells = [_parse_cell(cell) for cell in grid_cells(grid)]
     by_seed: dict[int, list[_Cell]] = {}
@@ -286,7 +290,7 @@ def validate_grid(split: pd.DataFrame, grid: AblationGrid) -> None:
         ranked = _ranked_training_photos(split, seed)
         problems.update(_problems(ranked, seed_cells))
     if problems:
-        raise ValueError(_impossible_message(ranked, problems))
+        raise SplitError(_impossible_message(ranked, problems))
 
 
 def grid_signature(grid: AblationSettings) -> list[tuple]:

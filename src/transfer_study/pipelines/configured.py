@@ -18,6 +18,8 @@ from kedro.config import MissingConfigException
 from kedro.framework.project import settings
 from kedro.utils import find_kedro_project
 
+from transfer_study.config import ParameterError
+
 
 def configured_parameters() -> dict[str, Any]:
     """The project's parameters as the configuration files give them."""
@@ -43,9 +45,13 @@ def configured_folds() -> int | None:
 
 
 def refuse_changed_folds(configured: int | None, requested: int | None) -> None:
-    """Stops a run whose ``split.folds`` differs from the one its pipeline was built with."""
+    """Stops a run whose ``split.folds`` differs from the one its pipeline was built with.
+
+    Raises:
+        ParameterError: (a ``ValueError``) Saying where to set ``split.folds`` instead.
+    """
     if configured != requested:
-        raise ValueError(
+        raise ParameterError(
             f"split.folds is {requested} for this run but the pipeline was built with "
             f"{configured} (from the configuration files): the number of folds shapes the "
             "pipeline, so it cannot be changed with --params. Set split.folds in "

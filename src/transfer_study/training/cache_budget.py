@@ -17,12 +17,14 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
+from transfer_study.errors import UserError
+
 BYTES_PER_GB = 10**9  # decimal, as disk tools report free space
 RGB_CHANNELS = 3
 FLOAT32_BYTES = 4
 
 
-class CacheTooLargeError(RuntimeError):
+class CacheTooLargeError(UserError, RuntimeError):
     """A cache entry would not fit the memory cap or the free disk; nothing was built."""
 
 

@@ -12,6 +12,7 @@ from transfer_study.datasets import (
     BinaryFileDataset,
     ContentAddressedDataset,
     PhotoFolderDataset,
+    PhotoFolderError,
     TorchDataset,
 )
 
@@ -34,13 +35,14 @@ def test_photo_folder_dataset_loads_every_file_with_its_extension(tmp_path: Path
     assert partitions["cat/tom.png"]() == b"png"
 
 
-def test_photo_folder_dataset_explains_a_missing_folder(tmp_path: Path):
-    with pytest.raises(DatasetError, match=r"does not exist.*raw_images.path=.*demo_data"):
+def test_photo_folder_dataset_explains_a_missing_folder_as_a_user_error(tmp_path: Path):
+    # A DatasetError, which Kedro passes on, and a user error, shown without a traceback.
+    with pytest.raises(PhotoFolderError, match=r"does not exist.*raw_images.path=.*demo_data"):
         PhotoFolderDataset(path=str(tmp_path / "nowhere")).load()
 
 
-def test_photo_folder_dataset_explains_an_empty_folder(tmp_path: Path):
-    with pytest.raises(DatasetError, match=r"contains no files.*raw_images.path="):
+def test_photo_folder_dataset_explains_an_empty_folder_as_a_user_error(tmp_path: Path):
+    with pytest.raises(PhotoFolderError, match=r"contains no files.*raw_images.path="):
         PhotoFolderDataset(path=str(tmp_path)).load()
 
 

@@ -7,7 +7,8 @@ import logging
 import pandas as pd
 import pytest
 
-from transfer_study.config import SplitSettings
+from transfer_study.config import ParameterError, SplitSettings
+from transfer_study.photos.errors import SplitError
 from transfer_study.photos.folds import assign_folds, fold_split
 from transfer_study.photos.splitting import SMALL_TEST_SAMPLES_PER_CLASS, split_photos_by_sample
 from transfer_study.pipelines.configured import refuse_changed_folds
@@ -54,7 +55,7 @@ def test_the_fold_seed_changes_which_samples_share_a_fold():
 
 
 def test_a_class_with_too_few_samples_for_the_folds_is_refused_with_what_to_do():
-    with pytest.raises(ValueError, match=r"at least 6 physical samples per class.*'bee': 5"):
+    with pytest.raises(SplitError, match=r"at least 6 physical samples per class.*'bee': 5"):
         assign_folds(_photos({"ant": 12, "bee": 5}), 5, seed=0)
 
 
@@ -100,7 +101,7 @@ def test_a_small_test_split_gets_a_warning_that_suggests_folds(caplog):
 def test_folds_changed_from_what_the_pipeline_was_built_with_are_refused():
     refuse_changed_folds(5, 5)
     refuse_changed_folds(None, None)
-    with pytest.raises(ValueError, match=r"conf/local/parameters\.yml"):
+    with pytest.raises(ParameterError, match=r"conf/local/parameters\.yml"):
         refuse_changed_folds(None, 5)
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from transfer_study.config import AblationSettings, TrainingSettings, with_overrides
+from transfer_study.config import AblationSettings, ParameterError, TrainingSettings, with_overrides
 from transfer_study.evaluation.figures import accuracy_heatmap_figure, learning_curve_figure
 from transfer_study.evaluation.learning_curve import learning_curve_tables
 from transfer_study.evaluation.markdown import recommendation_markdown
@@ -131,11 +131,11 @@ def check_ablation_grid(
         (with folds, the first fold's split: the log says so).
 
     Raises:
-        ValueError: If the run's parameters describe other cells than the pipeline has, or
-            a cell asks for more samples or angles than the training split holds.
+        ValueError: ``ParameterError`` if the run's parameters describe other cells than
+            the pipeline has, ``SplitError`` if a cell asks for more than the split holds.
     """
     if grid_signature(params) != grid_signature(pipeline_grid):
-        raise ValueError(
+        raise ParameterError(
             "The data-size ablation grid of this run's parameters differs from the grid "
             "its pipeline was built from. Kedro builds pipelines before it reads --params "
             "and --env, so change the grid in conf/<env>/parameters_data_size_ablation.yml "

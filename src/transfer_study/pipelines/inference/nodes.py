@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 from kedro.io.core import DatasetError
 
-from transfer_study.config import InferenceSettings
+from transfer_study.config import InferenceSettings, ParameterError
 from transfer_study.images import is_hidden_or_system_file
 from transfer_study.inference.predictor import (
     HOW_TO_GET_A_CHECKPOINT,
@@ -61,9 +61,9 @@ def select_model(
         The checkpoint, as made by ``make_checkpoint``.
 
     Raises:
-        ValueError: If nothing has been trained for ``best`` or a variant, the variant is
-            unknown, or the file is not a transfer-study checkpoint; the message says what
-            to do.
+        ValueError: ``ParameterError`` if nothing has been trained for ``best`` or a
+            variant or the variant is unknown, ``NotACheckpointError`` if the file is not a
+            transfer-study checkpoint; the message says what to do.
     """
     choice = params.model
     models = dict(trained_models or {})
@@ -76,7 +76,7 @@ def select_model(
         return _load_checkpoint_file(checkpoint_file, choice)
     else:
         trained = ", ".join(sorted(models)) or "none yet"
-        raise ValueError(
+        raise ParameterError(
             f"inference.model='{choice}' is neither '{MODEL_BEST}', a trained variant "
             f"({trained}) nor an existing checkpoint file; {_HOW_TO_NAME_A_MODEL} (a "
             "checkpoint path must be given with --params: the catalog reads it from there)."
@@ -109,11 +109,11 @@ def classify_photos(
         first), ``status`` (``ok`` or ``skipped``) and ``error`` (why it was skipped).
 
     Raises:
-        ValueError: If the folder holds no files.
+        ParameterError: (a ``ValueError``) If the folder holds no files.
     """
     files = sorted(path for path in (photos or {}) if not is_hidden_or_system_file(path))
     if not files:
-        raise ValueError(
+        raise ParameterError(
             f"No photos to classify in '{params.photos}': the folder is missing, empty, "
             f"or holds only hidden and system files. {_HOW_TO_POINT_AT_PHOTOS}"
         )
@@ -132,23 +132,23 @@ def classify_photos(
 
 def _best_variant(models: Mapping[str, Any], comparison: pd.DataFrame | None) -> str:
     if not models:
-        raise ValueError(
+        raise ParameterError(
             f"No trained model to pick the best of: {_HOW_TO_TRAIN}, or {_HOW_TO_NAME_A_MODEL}."
         )
     if comparison is None or comparison.empty or not set(comparison) >= _COMPARISON_COLUMNS:
-        raise ValueError(
+        raise ParameterError(
             "No variant comparison to pick the best model from: run the whole study with "
             f"`kedro run`, or {_HOW_TO_NAME_A_MODEL} (trained: {', '.join(sorted(models))})."
         )
     chosen = comparison.loc[comparison["selected"].astype(bool), "variant"]  # on validation
     if chosen.empty:
-        raise ValueError(
+        raise ParameterError(
             "The last comparison chose no variant: none converged within its training cap. "
             f"Raise max_images and re-run the study, or {_HOW_TO_NAME_A_MODEL}."
         )
     variant = str(chosen.iloc[0])
     if variant not in models:
-        raise ValueError(
+        raise ParameterError(
             f"The last comparison's best variant '{variant}' has no trained model (trained: "
             f"{', '.join(sorted(models))}): re-run the study with `kedro run`, or "
             f"{_HOW_TO_NAME_A_MODEL}."

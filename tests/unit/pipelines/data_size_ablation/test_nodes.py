@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import logging
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from tests.helpers.settings import study_training_settings
 from tests.helpers.splits import make_split
 from transfer_study.config import AblationGrid, AblationSettings, TrainingSettings
+from transfer_study.photos.errors import SplitError
 from transfer_study.photos.subsets import UNUSED_SPLIT, grid_cells, validate_grid
 from transfer_study.pipelines.data_size_ablation.nodes import (
     cell_training_parameters,
@@ -149,7 +151,7 @@ def test_photos_without_an_angle_count_as_angles_in_file_order() -> None:
 
 def test_too_many_samples_raises_with_what_exists_per_class() -> None:
     split = make_split(IMBALANCED, angles=lambda s: 2 + s % 3)
-    with pytest.raises(ValueError) as error:
+    with pytest.raises(SplitError) as error:
         select_training_subset(split, cell(50, 1))
     message = str(error.value)
     assert "n_samples=50 but the training split has 26 physical samples" in message
@@ -182,6 +184,12 @@ def test_malformed_cells_raise(bad: dict) -> None:
         select_training_subset(make_split({"apple": 3, "pear": 3}), bad)
 
 
+def test_a_malformed_cell_is_shown_with_plain_numbers() -> None:
+    bad = {"n_samples": np.int64(0), "n_angles": np.int64(1), "seed": 0}
+    with pytest.raises(ValueError, match=r"\(n_samples=0, n_angles=1, seed=0\): 'n_samples'"):
+        select_training_subset(make_split({"apple": 3, "pear": 3}), bad)
+
+
 def test_clamp_uses_what_exists_and_warns(caplog: pytest.LogCaptureFixture) -> None:
     split = make_split({"apple": 5, "pear": 5}, angles=lambda s: 2 if s % 2 else 4)
     with caplog.at_level(logging.WARNING):
@@ -198,7 +206,7 @@ def test_clamp_uses_what_exists_and_warns(caplog: pytest.LogCaptureFixture) -> N
 def test_validate_grid_reports_every_impossible_cell_at_once() -> None:
     split = make_split({"apple": 5, "pear": 5}, angles=3)
     grid = AblationGrid(n_samples=[2, 10, 12], n_angles=[1, 4], seeds=[0, 1], clamp=False)
-    with pytest.raises(ValueError) as error:
+    with pytest.raises(SplitError) as error:
         validate_grid(split, grid)
     message = str(error.value)
     assert message.startswith("8 data-size ablation cell(s) cannot be built")
