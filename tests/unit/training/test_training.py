@@ -242,6 +242,19 @@ def test_same_seed_gives_the_same_metrics_and_another_seed_does_not(data):
     assert not first[1]["train_loss"].equals(other[1]["train_loss"])
 
 
+def test_a_diverging_variant_keeps_its_start_and_its_summary_says_why(data):
+    decoded, split = data
+    params = _variant("scratch", lr=1.0e4, val_every_steps=100)
+    checkpoint, history, summary = train_on_images(decoded, split, PREPROCESSING, MODEL, params)
+    assert summary["diverged"] is True and summary["converged"] is False
+    assert summary["stop_reason"] == "diverged"
+    assert summary["divergence_step"] == summary["steps"] < 6  # the cap is 6 steps
+    assert "> 10 × starting loss" in summary["divergence_reason"]
+    # It diverged before its first validation: the start (validated) is what it keeps.
+    assert summary["best_step"] == 0 and history["step"].iloc[0] == 0
+    assert all(torch.isfinite(t).all() for t in checkpoint["state_dict"].values())
+
+
 def test_evaluation_reports_metrics_predictions_and_probabilities(data):
     decoded, split = data
     checkpoint, _, _ = train_on_images(decoded, split, PREPROCESSING, MODEL, _variant("finetune"))
