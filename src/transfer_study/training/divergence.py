@@ -68,6 +68,6 @@ class DivergenceWatch:
         if running <= FACTOR * self.start:
             return None
         return (
-            f"training loss {_loss(running)} (mean of the last {WINDOW} steps) > "
+            f"mean training loss of the last {WINDOW} steps {_loss(running)} > "
             f"{FACTOR:g} × starting loss {_loss(self.start)} at step {step}"
         )

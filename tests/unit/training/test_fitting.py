@@ -312,7 +312,7 @@ def test_a_climbing_loss_stops_training_a_step_after_passing_ten_times_its_start
     result = _fit_with_loss_scales({3: 2, 4: 4, 5: 16, 6: 64, 7: 256, 8: 1024})
     assert result.stop_reason == "diverged" and result.diverged and not result.converged
     assert result.history["step"].iloc[-1] == 6  # not the cap of 50
-    assert result.divergence.startswith("training loss ")
+    assert result.divergence.startswith("mean training loss of the last 5 steps ")
     assert "> 10 × starting loss 0.693 at step 6" in result.divergence
     # The last row is where it stopped, not a validation; the kept one is validated.
     assert result.history["val_loss"].iloc[-1] != result.history["val_loss"].iloc[-1]  # NaN
