@@ -44,11 +44,16 @@ def withhold_diverged_results(comparison: pd.DataFrame) -> pd.DataFrame:
     return withheld
 
 
+def _lr(value: float) -> str:
+    """Two significant digits, written as a user would type them (100, 0.0001, 1e-05)."""
+    return f"{float(f'{value:.2g}'):g}"
+
+
 def lower_lr_advice(variant: str, lr: float) -> str:
     """``lower its learning rate, e.g. --params=finetune.lr=0.0001 (a tenth of 0.001)``."""
     return (
-        f"lower its learning rate, e.g. `--params={variant}.lr={lr / LR_CUT:.2g}` "
-        f"(a tenth of {lr:.2g}), and re-run"
+        f"lower its learning rate, e.g. `--params={variant}.lr={_lr(lr / LR_CUT)}` "
+        f"(a tenth of {_lr(lr)}), and re-run"
     )
 
 

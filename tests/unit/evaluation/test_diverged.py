@@ -130,5 +130,9 @@ def test_the_chart_draws_no_bar_for_it_only_the_word():
     assert heights[2] == 0
 
 
-def test_the_advice_is_a_tenth_of_the_learning_rate_it_diverged_with():
-    assert "`--params=frozen.lr=0.03`" in lower_lr_advice("frozen", 0.3)
+def test_the_advice_is_a_tenth_of_the_learning_rate_it_diverged_with_as_typed():
+    assert "`--params=frozen.lr=0.03` (a tenth of 0.3)" in lower_lr_advice("frozen", 0.3)
+    assert "`--params=finetune.lr=100` (a tenth of 1000)" in lower_lr_advice("finetune", 1e3)
+    assert "`--params=scratch.lr=0.00063` (a tenth of 0.0063)" in lower_lr_advice(
+        "scratch", 0.006309573444801932
+    )
