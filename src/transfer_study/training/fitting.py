@@ -308,7 +308,7 @@ def fit(
             _divergence_row(progress, n_train, optimizer, seconds) | {"backbone_frozen": frozen}
         )
         logger.warning(
-            "%s: %s: training stopped, its best validation so far kept. Lower its lr.",
+            "%s: %s: training stopped; the best validation before it is kept.",
             variant,
             divergence,
         )
