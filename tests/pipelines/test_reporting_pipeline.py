@@ -191,6 +191,30 @@ def test_report_and_chart_use_the_evaluation_confidence(outputs):
     assert any(f"{CONFIDENCE:.0%}" in title for title in titles), titles
 
 
+def test_a_diverged_variant_is_flagged_not_chosen_not_paired_and_shows_no_figures():
+    inputs = _inputs()
+    inputs["finetune.training_summary"] = {
+        **inputs["finetune.training_summary"],
+        "best_val_metric": 0.999,  # its early checkpoint's: it would be chosen
+        "converged": False,
+        "stop_reason": "diverged",
+        "diverged": True,
+        "divergence_step": 12,
+        "divergence_reason": "NaN loss at step 12",
+    }
+    outputs = run_in_memory(create_pipeline(), inputs)
+    rows = outputs["variant_comparison"].set_index("variant")
+    assert rows.loc["finetune", ["accuracy", "balanced_accuracy", "val_metric"]].isna().all()
+    assert rows.loc["frozen", "accuracy"] == pytest.approx(CORRECT["frozen"] / 12)
+    assert rows.loc["finetune", "divergence_reason"] == "NaN loss at step 12"
+    assert rows["selected"].tolist() == [False, True, False]  # frozen, as without it
+    pairs = outputs["variant_pairs"]
+    assert list(zip(pairs["a"], pairs["b"], strict=True)) == [("frozen", "scratch")]
+    report = outputs["variant_comparison_report"]
+    assert "**Flagged: fine-tune diverged at step 12** (NaN loss at step 12)" in report
+    assert "`--params=finetune.lr=0.0001`" in report
+
+
 def test_variants_tested_on_different_photos_are_refused():
     other = _test_photos()
     other.loc[0, "path"] = "natural/elsewhere.jpg"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from .diverged import diverged_flag, diverged_mask, is_diverged
 from .figures import _percent, _require_columns
 from .markdown import _markdown_table
 from .pairs import PAIR_COLUMNS
@@ -12,6 +13,8 @@ from .selection import TIE_POINTS
 
 # How the prose names a variant whose id is not a word.
 _PROSE_NAMES = {"finetune": "fine-tune"}
+# The table's columns that hold results: none is shown for a diverged variant.
+_RESULTS = ("accuracy", "balanced_accuracy", "macro_f1", "val_metric")
 
 
 def _format_p(p: float) -> str:
@@ -23,10 +26,22 @@ def _p_phrase(p: float) -> str:
     return f"p {formatted}" if formatted.startswith("<") else f"p = {formatted}"
 
 
+def _diverged_cell(column: str, row: pd.Series) -> str | None:
+    """What a diverged variant's row shows instead of a result (``None``: the value)."""
+    if column == "accuracy":
+        step = row.get("divergence_step")
+        return "**diverged**" if pd.isna(step) else f"**diverged at step {int(step):,}**"
+    if column in _RESULTS:
+        return "—"
+    return "**no: diverged**" if column == "converged" else None
+
+
 def _format_cell(column: str, row: pd.Series) -> str:
     value = row[column]
     if column in ("variant", "backbone"):
         return str(value)
+    if is_diverged(row) and (shown := _diverged_cell(column, row)) is not None:
+        return shown
     if pd.isna(value):
         return "n/a"
     if column == "accuracy":
@@ -91,9 +106,29 @@ def _pairs_metric(comparison: pd.DataFrame, pairs: pd.DataFrame) -> str:
     return _metric_name(comparison)
 
 
+def _left_out(comparison: pd.DataFrame) -> list[str]:
+    """Why diverged variants are not in the paired differences."""
+    diverged = comparison.loc[diverged_mask(comparison), "variant"]
+    if diverged.empty:
+        return []
+    names = " and ".join(_prose(str(v)) for v in diverged)
+    verb = "diverged and is" if len(diverged) == 1 else "diverged and are"
+    return [
+        f"{names} {verb} left out: a difference to a training stopped early would say "
+        "nothing about its variant."
+    ]
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
 def _paired_differences(
     comparison: pd.DataFrame, pairs: pd.DataFrame, ci_label: str, alpha: float
 ) -> list[str]:
+    left_out = _left_out(comparison)
+    if pairs.empty and left_out:
+        return [f"No pair of variants to compare: {left_out[0]}"]
     if pairs.empty:
         return ["Only one variant; nothing to compare."]
     metric = _pairs_metric(comparison, pairs)
@@ -114,6 +149,7 @@ def _paired_differences(
         "No evidence of a difference is not evidence of no difference: the interval shows "
         "the differences this test set cannot rule out, and more test samples (not more "
         "photos of the same samples) narrow it.",
+        *(["", _sentence(left_out[0])] if left_out else []),
     ]
     excludes_zero = (pairs["ci_low"] > 0) | (pairs["ci_high"] < 0)
     if (excludes_zero & (pairs["p_holm"] >= alpha)).any():
@@ -152,13 +188,18 @@ def _chosen_lines(comparison: pd.DataFrame) -> tuple[pd.Series | None, list[str]
         lines.append(
             f"Chosen on validation: **{chosen['variant']}** ({validation}test accuracy {test})."
         )
+    elif diverged_mask(comparison).any():
+        lines.append(
+            "No variant can be recommended: each diverged or hit its training cap (see below)."
+        )
     else:
         lines.append(
             "No variant can be recommended: none converged within its training cap "
             "(raise max_images and re-run)."
         )
+    diverged = diverged_mask(comparison)
     kept_start = comparison[
-        (comparison["variant"] == "finetune") & (comparison.get("best_epoch", -1) == 0)
+        (comparison["variant"] == "finetune") & (comparison.get("best_epoch", -1) == 0) & ~diverged
     ]
     if not kept_start.empty:
         lines.append(
@@ -166,8 +207,10 @@ def _chosen_lines(comparison: pd.DataFrame) -> tuple[pd.Series | None, list[str]
             "trained on the frozen backbone's features and keeps that start, so it is the "
             "frozen model. On this validation set, fine-tuning the backbone showed no gain."
         )
+    for _, row in comparison[diverged].iterrows():
+        lines.append(diverged_flag(row, _prose(str(row["variant"]))))
     if "converged" in comparison.columns:
-        for _, row in comparison[~comparison["converged"].astype(bool)].iterrows():
+        for _, row in comparison[~comparison["converged"].astype(bool) & ~diverged].iterrows():
             lines.append(
                 f"**Flagged: {row['variant']} hit its training cap** ({int(row['steps']):,} "
                 "steps) while validation was still improving: not converged, so its result "
@@ -189,7 +232,12 @@ def _conclusion(comparison: pd.DataFrame, pairs: pd.DataFrame, alpha: float) -> 
         if other["variant"] == chosen["variant"]:
             continue
         found = _pair_row(pairs, chosen["variant"], other["variant"])
-        if found is None:
+        if is_diverged(other):
+            line = (
+                f"{_prose(chosen['variant'])} vs {_prose(other['variant'])}: not compared, "
+                f"{_prose(other['variant'])} diverged"
+            )
+        elif found is None:
             line = f"{_prose(chosen['variant'])} vs {_prose(other['variant'])}: no paired test"
         else:
             pair, flipped = found
@@ -241,7 +289,8 @@ def _choice_rule(comparison: pd.DataFrame) -> list[str]:
         *_cross_validation(comparison),
         f"How the variant is chosen: by its best validation {metric} ({why}); variants "
         f"within {TIE_POINTS:g} points are tied and the cheaper one is chosen (frozen, then "
-        "finetune, then scratch); a variant that did not converge is never chosen. Test "
+        "finetune, then scratch); a variant that did not converge (it hit its cap or "
+        "diverged) is never chosen. Test "
         "results are reported, never used to choose. Every variant trained until "
         "validation stopped improving (early stopping), with its learning rate chosen as "
         "lr: auto says unless one was given (docs/user_guide.md).",

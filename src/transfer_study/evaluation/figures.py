@@ -15,6 +15,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter, PercentFormatter
 from sklearn.metrics import confusion_matrix
 
+from .diverged import diverged_mask
 from .metrics import _validate_predictions
 
 _HISTORY_COLUMNS = ("epoch", "train_loss", "val_loss", "train_accuracy", "val_accuracy")
@@ -210,7 +211,8 @@ def variant_comparison_figure(comparison: pd.DataFrame, *, title: str) -> Figure
         title: Figure title.
 
     Returns:
-        A figure with one bar axis, y in percent, each bar labelled with its accuracy.
+        A figure with one bar axis, y in percent, each bar labelled with its accuracy; a
+        variant whose training diverged (``diverged``) gets no bar, only the word.
 
     Raises:
         ValueError: If ``variant`` or ``accuracy`` is missing, or there are no rows.
@@ -218,10 +220,12 @@ def variant_comparison_figure(comparison: pd.DataFrame, *, title: str) -> Figure
     _require_columns(comparison, ["variant", "accuracy"], "comparison")
     if comparison.empty:
         raise ValueError("comparison has no variants.")
-    accuracy = comparison["accuracy"].to_numpy(float)
+    diverged = diverged_mask(comparison).to_numpy()
+    # A diverged variant has no result to draw (evaluation/diverged.py).
+    accuracy = np.where(diverged, 0.0, comparison["accuracy"].to_numpy(float))
     has_ci = {"accuracy_ci_low", "accuracy_ci_high"} <= set(comparison.columns)
-    high = comparison["accuracy_ci_high"].to_numpy(float) if has_ci else accuracy
-    low = comparison["accuracy_ci_low"].to_numpy(float) if has_ci else accuracy
+    high = np.where(diverged, 0.0, comparison["accuracy_ci_high"]) if has_ci else accuracy
+    low = np.where(diverged, 0.0, comparison["accuracy_ci_low"]) if has_ci else accuracy
 
     n = len(comparison)
     fig = Figure(figsize=(max(4.0, 1.3 * n + 2.0), 4.5), layout="constrained")
@@ -237,9 +241,10 @@ def variant_comparison_figure(comparison: pd.DataFrame, *, title: str) -> Figure
         color=[f"C{i}" for i in range(n)],
         error_kw={"elinewidth": 1.2},
     )
-    for x, top, value in zip(positions, np.fmax(high, accuracy), accuracy, strict=True):
+    labels = ["diverged" if d else _percent(v) for d, v in zip(diverged, accuracy, strict=True)]
+    for x, top, label in zip(positions, np.fmax(high, accuracy), labels, strict=True):
         ax.annotate(
-            _percent(value),
+            label,
             (x, top),
             xytext=(0, 4),
             textcoords="offset points",

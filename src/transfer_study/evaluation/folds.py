@@ -82,7 +82,8 @@ def pool_summaries(summaries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """One training summary for a variant over its folds.
 
     The validation metric, which chooses the study's variant, is the mean over folds (each
-    fold's best); the variant converged only if it converged in every fold. The learning
+    fold's best); the variant converged only if it converged in every fold, and diverged
+    if it diverged in any (with the first such fold's step and reason). The learning
     rate, steps, epochs and best epoch are the folds' medians, and ``per_fold`` keeps each
     fold's own values.
     """
@@ -106,6 +107,7 @@ def pool_summaries(summaries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             "best_val_metric": s["best_val_metric"],
             "converged": s["converged"],
             "stop_reason": s["stop_reason"],
+            "diverged": bool(s.get("diverged", False)),
         }
         for fold, s in enumerate(summaries)
     ]
@@ -125,9 +127,29 @@ def pool_summaries(summaries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         if not not_converged
         else f"cap in fold(s) {', '.join(map(str, not_converged))}",
         "per_fold": per_fold,
+        **_divergence(summaries),
+    }
+
+
+def _divergence(summaries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Diverged in one fold is diverged: the learning rate is unstable on these photos."""
+    diverged = [(fold, s) for fold, s in enumerate(summaries) if s.get("diverged")]
+    if not diverged:
+        return {"diverged": False, "divergence_step": None, "divergence_reason": None}
+    fold, first = diverged[0]
+    return {
+        "diverged": True,
+        "converged": False,
+        "stop_reason": "diverged",
+        "divergence_step": first["divergence_step"],
+        "divergence_reason": f"fold {fold}: {first['divergence_reason']}",
     }
 
 
 def best_fold(summaries: Sequence[Mapping[str, Any]]) -> int:
-    """The fold whose model validated best: the one kept for inference."""
-    return int(np.argmax([s["best_val_metric"] for s in summaries]))
+    """The fold whose model validated best among those that did not diverge: the one
+    kept for inference."""
+    return max(
+        range(len(summaries)),
+        key=lambda f: (not summaries[f].get("diverged", False), summaries[f]["best_val_metric"]),
+    )

@@ -192,6 +192,8 @@ def _curve_row(
             row[f"{metric}_mean"] = float(frame[metric].mean())
     if "converged" in frame.columns:  # seeds stopped by patience rather than the cap
         row["n_converged"] = int(frame["converged"].astype(bool).sum())
+    if "diverged" in frame.columns:  # seeds stopped by the divergence rule: flagged
+        row["n_diverged"] = int(frame["diverged"].fillna(False).astype(bool).sum())
     return row
 
 

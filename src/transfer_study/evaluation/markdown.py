@@ -73,7 +73,26 @@ def _headline(recommendation: Mapping[str, Any]) -> list[str]:
     lines.append(f"- {recommendation['intervals']}")
     if recommendation["seed_warning"]:
         lines.append(f"- **Warning:** {recommendation['seed_warning']}")
+    lines += _diverged_lines(recommendation.get("diverged_cells") or [])
     return lines
+
+
+def _diverged_lines(cells: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The flag for cells whose training diverged: they are not data points of a trained
+    model, though their scores stay in the tables (the tests pair every seed)."""
+    if not cells:
+        return []
+    where = "; ".join(
+        f"{c['variant']} {c['n_samples']} × {c['n_angles']} seed {c['seed']} (step {c['steps']})"
+        for c in cells
+    )
+    return [
+        f"- **Flagged: {_count(len(cells), 'cell')} diverged** ({where}): the training was "
+        "stopped and its model is an early checkpoint, so these scores, still in the tables "
+        'below ("diverged" in Converged), are not what the budget can reach, and their '
+        "variant's verdict is withheld. Lower that variant's learning rate "
+        "(`data_size_ablation.training_overrides.<variant>.lr`) and re-run."
+    ]
 
 
 def _noninferiority_section(recommendation: Mapping[str, Any]) -> list[str]:
@@ -217,7 +236,10 @@ def _curve_row_cells(row: pd.Series, balanced: bool) -> list[str]:
     if balanced:  # the headline metric the tests above used
         cells.append(_pct(row["balanced_accuracy_mean"]))
     if {"steps_mean", "n_converged"} <= set(row.index):  # how the cells trained
-        cells += [f"{row['steps_mean']:.0f}", f"{int(row['n_converged'])} of {int(row['n_seeds'])}"]
+        converged = f"{int(row['n_converged'])} of {int(row['n_seeds'])}"
+        if row.get("n_diverged", 0) > 0:
+            converged += f", **{int(row['n_diverged'])} diverged**"
+        cells += [f"{row['steps_mean']:.0f}", converged]
     return cells
 
 

@@ -24,6 +24,12 @@ from .selection import TIE_POINTS, choose_best_variant
 
 # Fewer seeds than this leave the seed-to-seed variance underestimated.
 MIN_SEEDS = 3
+# A diverged cell's model is an early checkpoint: its variant's budget tests are not of
+# trained models, so no verdict is given for that variant.
+_WITHHELD = (
+    "withheld: some of its cells diverged (see Flagged), so its budgets' scores are "
+    "partly those of early checkpoints, not of trained models."
+)
 CONDITIONAL = (
     "Intervals are conditional on this pool of training samples: the test set and the "
     "subsets drawn from this training split; another collection of samples would vary more."
@@ -51,6 +57,7 @@ def _reference_choice_rows(
                 "val_metric": float(np.mean([r["val_metric"] for r in chosen])),
                 # A seed that hit its cap makes the variant ineligible, as in the study.
                 "converged": all(bool(r["converged"]) for r in chosen),
+                "diverged": any(bool(r.get("diverged", False)) for r in chosen),
             }
         )
     return pd.DataFrame(rows)
@@ -71,15 +78,22 @@ def _recommended_variant(
         "chosen with the study's rule (evaluation/selection.py: best validation "
         f"{metric.replace('_', ' ')}, "
         f"variants within {TIE_POINTS:g} points tied and the cheaper one taken, never one "
-        "whose training hit its cap) on the reference cells' validation metric, mean over "
-        "seeds; the reference cell is the study's own setting, and test results play no part"
+        "whose training hit its cap or diverged) on the reference cells' validation "
+        "metric, mean over seeds; the reference cell is the study's own setting, and test "
+        "results play no part"
     )
     reason = (
         f"{chosen}, {rule}."
         if chosen is not None
-        else f"no variant's reference cells all converged, so none is {rule}."
+        else f"no variant's reference cells all converged without diverging, so none is {rule}."
     )
     return {"variant": chosen, "reason": reason, "reference_validation": table.to_dict("records")}
+
+
+def _diverged_cells(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The cells whose training diverged (``training.divergence``), with where."""
+    keys = ("variant", "n_samples", "n_angles", "seed", "steps")
+    return [{key: record[key] for key in keys} for record in records if record.get("diverged")]
 
 
 def recommend_data_budget(
@@ -110,7 +124,9 @@ def recommend_data_budget(
         and ``reason``, ``reference``, ``order``, ``budgets``, ``smallest_enough`` and
         ``verdict`` of the recommended variant (``None`` when none is chosen),
         ``variants`` (each: ``reference, order, budgets, smallest_enough, verdict,
-        extrapolation``) and ``samples_vs_angles``.
+        extrapolation``; the verdict withheld for a variant with a diverged cell),
+        ``diverged_cells`` (``variant, n_samples, n_angles, seed, steps`` of each) and
+        ``samples_vs_angles``.
 
     Raises:
         ValueError: Without records, or with records the scores cannot pair
@@ -127,6 +143,9 @@ def recommend_data_budget(
         }
         for variant, cells in scores.items()
     }
+    diverged = _diverged_cells(records)
+    for variant in sorted({cell["variant"] for cell in diverged}):
+        variants[variant] |= {"smallest_enough": None, "verdict": _WITHHELD}
     n_seeds = min(len(cells.seeds) for cells in scores.values())
     choice = _recommended_variant(records, scores, metric)
     answer = variants.get(choice["variant"] or "", {})
@@ -148,5 +167,6 @@ def recommend_data_budget(
             for key in ("reference", "order", "budgets", "smallest_enough", "verdict")
         },
         "variants": variants,
+        "diverged_cells": diverged,
         "samples_vs_angles": samples_vs_angles(records, confidence=confidence),
     }

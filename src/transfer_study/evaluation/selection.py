@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from .diverged import diverged_mask
+
 # Variants whose validation metrics are within this many points count as tied; the tie
 # goes to the cheaper variant.
 TIE_POINTS = 0.5
@@ -21,16 +23,17 @@ def choose_best_variant(comparison: pd.DataFrame) -> str | None:
     Test results play no part: choosing on test would bias the reported test accuracy
     upwards. Variants within ``TIE_POINTS`` points of the best validation metric are tied
     and the cheapest of them (``COST_ORDER``) is chosen. A variant that hit its training
-    cap (``converged`` false) is never chosen.
+    cap (``converged`` false) or diverged (``diverged`` true: its validation metric is
+    an early checkpoint's) is never chosen.
 
     Args:
-        comparison: One row per variant with ``variant``, ``val_metric`` (a fraction)
-            and ``converged``.
+        comparison: One row per variant with ``variant``, ``val_metric`` (a fraction),
+            ``converged`` and optionally ``diverged``.
 
     Returns:
         The chosen variant, or ``None`` when no variant converged.
     """
-    eligible = comparison[comparison["converged"].astype(bool)]
+    eligible = comparison[comparison["converged"].astype(bool) & ~diverged_mask(comparison)]
     if eligible.empty:
         return None
     best = eligible["val_metric"].max()

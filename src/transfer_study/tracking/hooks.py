@@ -17,7 +17,9 @@ Design:
   MLflow's thread-local "active run": nodes may run in other threads or processes,
   and a run id cannot be confused with another namespace's run.
 * A child run ends FINISHED when its last node has run, FAILED when one of its
-  nodes raises, and KILLED when the pipeline stops before it could finish, including
+  nodes raises or its training summary says the training diverged (the run went on
+  without it: see ``training.divergence``; tags ``stop_reason=diverged`` and
+  ``divergence_reason``), and KILLED when the pipeline stops before it could finish, including
   on Ctrl-C or SIGTERM (turned into ``RunInterrupted`` for the duration of the run, so
   Kedro's error hooks, kedro-mlflow's included, close every run instead of leaving it
   RUNNING).
@@ -101,6 +103,7 @@ class ChildRunHook:
         self._catalog: DataCatalog | None = None
         self._previous_handlers: dict[int, Any] = {}
         self._namespaces_with_runs: set[str] = set()
+        self._diverged: set[str] = set()
 
     # ------------------------------------------------------------------ pipeline
     @hook_impl(trylast=True)  # after kedro-mlflow's hook has opened the parent run
@@ -113,6 +116,7 @@ class ChildRunHook:
         self._child_runs.clear()
         self._catalog = catalog
         self._pending_nodes, self._unsaved_outputs = {}, {}
+        self._diverged = set()
         own = {node.namespace for node in pipeline.nodes if node.namespace}
         for node in pipeline.nodes:
             # A namespace's run lasts until its own nodes and those of the namespaces
@@ -272,6 +276,11 @@ class ChildRunHook:
 
     def _log_summary(self, run_id: str, data: Mapping, options: Mapping, name: str) -> None:
         tags = [RunTag(key, str(data[key])) for key in options.get("tags", []) if key in data]
+        if data.get("diverged"):
+            # Its nodes finished, but the training did not: the run ends FAILED.
+            self._diverged.add(_namespace(name) or "")
+            reason = str(data.get("divergence_reason"))[:5000]
+            tags += [RunTag("stop_reason", "diverged"), RunTag("divergence_reason", reason)]
         params = [
             Param(key, str(value)[:_MAX_PARAM_LENGTH])
             for key, value in flatten(data.get("parameters", {})).items()
@@ -318,6 +327,8 @@ class ChildRunHook:
     def _end(self, namespace: str, status: str) -> None:
         run_id = self._child_runs.pop(namespace, None)
         self._pending_nodes.pop(namespace, None)
+        if status == FINISHED and namespace in self._diverged:
+            status = FAILED
         if run_id:
             self._client.set_terminated(run_id, status)
 

@@ -25,11 +25,12 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from transfer_study.training.device import DeviceSettings
-from transfer_study.training.loops import EvalResult, Metric, check_finite, evaluate, train_step
+from transfer_study.training.divergence import DivergenceWatch
+from transfer_study.training.loops import EvalResult, Metric, evaluate, train_step
 
 logger = logging.getLogger(__name__)
 
-StopReason = Literal["patience", "cap"]
+StopReason = Literal["patience", "cap", "diverged"]
 # At an equal metric, a validation loss this share lower still counts as progress.
 MIN_LOSS_PROGRESS = 0.01
 # How a schedule is stepped: after every batch, every epoch, or every validation
@@ -83,19 +84,27 @@ class FitResult:
     Attributes:
         history: One row per validation.
         best: The history row of the restored best validation.
-        stop_reason: ``patience`` (converged) or ``cap`` (hit the budget's cap).
+        stop_reason: ``patience`` (converged), ``cap`` (hit the budget's cap) or
+            ``diverged`` (stopped by the divergence rule).
         seconds: Wall time of the whole fit.
+        divergence: Why training diverged (``None`` unless it did).
     """
 
     history: pd.DataFrame
     best: dict
     stop_reason: StopReason
     seconds: float
+    divergence: str | None = None
 
     @property
     def converged(self) -> bool:
-        """Whether early stopping ended the training (rather than the cap)."""
+        """Whether early stopping ended the training (rather than the cap or divergence)."""
         return self.stop_reason == "patience"
+
+    @property
+    def diverged(self) -> bool:
+        """Whether the divergence rule stopped the training."""
+        return self.stop_reason == "diverged"
 
 
 @dataclass
@@ -213,8 +222,10 @@ def fit(
             show a different augmented view of cached features).
 
     Returns:
-        The history (one row per validation), the best row, why training stopped and
-        the wall time. The model holds the best validation's weights.
+        The history (one row per validation, and a last row without validation where
+        training diverged), the best row, why training stopped (and, if it diverged,
+        why) and the wall time. The model holds the best validation's weights; when
+        training diverged before any validation, the starting weights.
     """
     scaler = (
         torch.amp.GradScaler("cuda") if settings.amp and settings.device.type == "cuda" else None
@@ -224,6 +235,9 @@ def fit(
     n_train = max(len(train_loader.dataset), 1)  # type: ignore[arg-type]
     started = last_validation = time.perf_counter()
     stop: StopReason | None = None
+    watch, divergence = DivergenceWatch(), None
+    # What a training that diverges before its first validation keeps.
+    start_state = None if validate_start else copy.deepcopy(model.state_dict())
     base_lrs = [group["lr"] for group in optimizer.param_groups]
     if validate_start:
         val = evaluate(model, criterion, val_loader, settings)
@@ -247,8 +261,11 @@ def fit(
                 for group, base_lr in zip(optimizer.param_groups, base_lrs, strict=True):
                     group["lr"] = base_lr * (progress.step + 1) / lr_warmup_steps
             loss, logits, labels = train_step(model, criterion, optimizer, batch, settings, scaler)
-            check_finite(loss, variant, progress.step + 1)
             progress.add_batch(loss, logits, labels)
+            divergence = watch.observe(loss.item(), progress.step, logits.shape[1])
+            if divergence is not None:
+                stop = "diverged"
+                break
             if schedule is not None and schedule.mode == "batch":
                 schedule.scheduler.step()
             since_validation += 1
@@ -271,6 +288,7 @@ def fit(
             if _is_better(val, best, metric):
                 best, best_state = val, copy.deepcopy(model.state_dict())
                 rows[-1]["improved"] = True
+                start_state = None
             if schedule is not None and schedule.mode == "validation":
                 schedule.scheduler.step(val.metric(metric))
             stop = _stop_reason(progress, budget, at_cap)
@@ -279,6 +297,21 @@ def fit(
             mode = None  # validation left the model in eval mode
         if schedule is not None and schedule.mode == "epoch":
             schedule.scheduler.step()
+    if stop == "diverged":
+        if best_state is None:  # no validation yet: the start is the best there is
+            model.load_state_dict(start_state)
+            val = evaluate(model, criterion, val_loader, settings)
+            rows.append(_row(_Progress(), n_train, math.nan, math.nan, val, metric, optimizer, 0))
+            rows[-1] |= {"backbone_frozen": False, "improved": True}
+        seconds = time.perf_counter() - last_validation
+        rows.append(
+            _divergence_row(progress, n_train, optimizer, seconds) | {"backbone_frozen": frozen}
+        )
+        logger.warning(
+            "%s: %s: training stopped; the best validation before it is kept.",
+            variant,
+            divergence,
+        )
     if best_state is not None:
         model.load_state_dict(best_state)
     history = pd.DataFrame(rows)
@@ -295,7 +328,7 @@ def fit(
             progress.images,
             progress.stale,
         )
-    return FitResult(history, best_row, stop, time.perf_counter() - started)
+    return FitResult(history, best_row, stop, time.perf_counter() - started, divergence)
 
 
 def _row(
@@ -322,6 +355,17 @@ def _row(
         "lr": optimizer.param_groups[0]["lr"],
         "seconds": seconds,
     }
+
+
+def _divergence_row(
+    progress: _Progress, n_train: int, optimizer: torch.optim.Optimizer, seconds: float
+) -> dict:
+    """The history row where training diverged: its training loss, no validation (the
+    weights are not worth one)."""
+    train_loss, train_accuracy = progress.take_train_means()
+    nan = EvalResult(math.nan, math.nan, math.nan)
+    row = _row(progress, n_train, train_loss, train_accuracy, nan, "accuracy", optimizer, seconds)
+    return row | {"improved": False}
 
 
 def _stop_reason(progress: _Progress, budget: Budget, at_cap: bool) -> StopReason | None:

@@ -18,10 +18,6 @@ from transfer_study.training.device import DeviceSettings
 Metric = Literal["accuracy", "balanced_accuracy"]
 
 
-class TrainingDivergedError(RuntimeError):
-    """The loss became NaN or infinite."""
-
-
 @dataclass(frozen=True)
 class EvalResult:
     """Loss, accuracy and balanced accuracy over one pass of a loader."""
@@ -33,15 +29,6 @@ class EvalResult:
     def metric(self, name: Metric) -> float:
         """The value of the headline metric ``name``."""
         return self.accuracy if name == "accuracy" else self.balanced_accuracy
-
-
-def check_finite(loss: torch.Tensor, variant: str, step: int) -> None:
-    """Raises ``TrainingDivergedError`` when the loss is NaN or infinite."""
-    if not torch.isfinite(loss):
-        raise TrainingDivergedError(
-            f"Variant '{variant}': the training loss became {loss.item()} at step {step}. "
-            "Lower the learning rate (lr), or check the data for broken images."
-        )
 
 
 def train_step(

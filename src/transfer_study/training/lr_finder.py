@@ -172,7 +172,8 @@ def search_on_validation(
 
     Returns:
         The chosen learning rate (lowest validation loss, ties to the better validation
-        metric) and one row per candidate: ``lr, val_metric, val_loss, steps``.
+        metric, among the candidates that did not diverge if any) and one row per
+        candidate: ``lr, val_metric, val_loss, steps, diverged``.
     """
     rows = []
     for lr in candidates:
@@ -184,11 +185,15 @@ def search_on_validation(
                 "val_metric": best["val_metric"],
                 "val_loss": best["val_loss"],
                 "steps": int(result.history["step"].iloc[-1]),
+                # Its best is from before it diverged: not what this lr trains to.
+                "diverged": result.diverged,
             }
         )
     table = pd.DataFrame(rows)
     # The loss, not the metric: on a few dozen validation photos accuracy moves in steps of
     # one photo, and on the ants/bees photos (split 42) lr 0.32 beat 0.003 by one photo
     # while its validation loss was 3.45 against 0.13 (a head with exploded logits).
-    ranked = table.sort_values(["val_loss", "val_metric"], ascending=[True, False], kind="stable")
+    ranked = table.sort_values(
+        ["diverged", "val_loss", "val_metric"], ascending=[True, True, False], kind="stable"
+    )
     return float(ranked["lr"].iloc[0]), table

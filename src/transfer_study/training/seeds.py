@@ -33,19 +33,27 @@ def train_over_seeds(
         settings: The variant's settings; ``seeds`` says how many trainings.
 
     Returns:
-        The kept checkpoint (best validation metric, ties to the first seed), its history
-        and summary (with every seed's outcome under ``seeds``, ``converged`` only when all
-        converged, and the total training time), and the other seeds' checkpoints by seed.
+        The kept checkpoint (best validation metric among the seeds that did not
+        diverge, ties to the first seed), its history and summary (with every seed's
+        outcome under ``seeds``, ``converged`` only when all converged, ``diverged`` when
+        any diverged, and the total training time), and the other seeds' checkpoints by
+        seed.
     """
     runs = [
         train(with_overrides(settings, seed=settings.seed + k)) for k in range(seed_count(settings))
     ]
-    kept = max(range(len(runs)), key=lambda k: (runs[k][2]["best_val_metric"], -k))
+    kept = max(
+        range(len(runs)),
+        key=lambda k: (not runs[k][2].get("diverged", False), runs[k][2]["best_val_metric"], -k),
+    )
     checkpoint, history, summary = runs[kept]
     outcomes = [
         {
-            key: run[2][key]
-            for key in ("seed", "best_val_metric", "steps", "converged", "train_seconds")
+            **{
+                key: run[2][key]
+                for key in ("seed", "best_val_metric", "steps", "converged", "train_seconds")
+            },
+            "diverged": bool(run[2].get("diverged", False)),
         }
         for run in runs
     ]
@@ -54,6 +62,24 @@ def train_over_seeds(
         "seeds": outcomes,
         "converged": all(outcome["converged"] for outcome in outcomes),
         "train_seconds": round(sum(outcome["train_seconds"] for outcome in outcomes), 2),
+        **_divergence([run[2] for run in runs]),
     }
     others = {str(run[2]["seed"]): run[0] for k, run in enumerate(runs) if k != kept}
     return checkpoint, history, summary, others
+
+
+def _divergence(summaries: list[dict[str, Any]]) -> dict[str, Any]:
+    """The variant diverged when any seed did: a learning rate that diverges on one seed
+    is unstable, and the others' results would hide it."""
+    diverged = [s for s in summaries if s.get("diverged")]
+    if not diverged:
+        return {}
+    first = diverged[0]
+    seed = f"seed {first['seed']}: " if len(summaries) > 1 else ""
+    return {
+        "diverged": True,
+        "stop_reason": "diverged",
+        "converged": False,
+        "divergence_step": first["divergence_step"],
+        "divergence_reason": f"{seed}{first['divergence_reason']}",
+    }

@@ -85,6 +85,10 @@ def _summary(
         "best_val_accuracy": float(best["val_accuracy"]),
         "stop_reason": result.stop_reason,
         "converged": result.converged,
+        # Stopped by the divergence rule (training/divergence.py): where and why.
+        "diverged": result.diverged,
+        "divergence_step": int(history["step"].iloc[-1]) if result.diverged else None,
+        "divergence_reason": result.divergence,
         "trainable_params": trainable,
         "total_params": total,
         # The resolved settings, as plain data: what MLflow records for this training.

@@ -102,6 +102,32 @@ def test_the_kept_fold_is_the_one_that_validated_best():
     assert best_fold(summaries) == 1
 
 
+def _diverged(summary: dict, step: int) -> dict:
+    return summary | {
+        "converged": False,
+        "stop_reason": "diverged",
+        "diverged": True,
+        "divergence_step": step,
+        "divergence_reason": f"NaN loss at step {step}",
+    }
+
+
+def test_a_variant_that_diverged_in_one_fold_is_diverged():
+    summaries = [
+        _summary(0.9, lr=1e-3, steps=100),
+        _diverged(_summary(0.95, lr=1e-3, steps=12), 12),
+        _summary(0.8, lr=1e-3, steps=100),
+    ]
+    pooled = pool_summaries(summaries)
+    assert pooled["diverged"] is True and pooled["converged"] is False
+    assert pooled["stop_reason"] == "diverged" and pooled["divergence_step"] == 12
+    assert pooled["divergence_reason"] == "fold 1: NaN loss at step 12"
+    assert [fold["diverged"] for fold in pooled["per_fold"]] == [False, True, False]
+    assert pool_summaries([summaries[0], summaries[2]])["diverged"] is False
+    # Its early checkpoint validated best, but a diverged fold's model is not kept.
+    assert best_fold(summaries) == 0
+
+
 def _grouping(near_copies: int, test_photos: int, median: float, example: float) -> dict:
     return {
         "statement": "Every photo is its own sample.",

@@ -71,6 +71,29 @@ def test_a_variant_within_half_a_point_ties_to_the_cheaper_and_a_capped_one_is_n
     assert recommend_data_budget(cells, **SETTINGS)["recommended_variant"] == "finetune"
 
 
+def test_a_diverged_cell_is_flagged_its_variants_verdict_withheld_and_never_chosen() -> None:
+    cells = records(n_samples=(10, 20), n_angles=(1, 2))
+    for record in cells:
+        record["diverged"] = False
+        where = (record["variant"], record["n_samples"], record["n_angles"], record["seed"])
+        if where == ("frozen", 20, 2, 1):  # one seed of frozen's reference cell
+            record |= {"diverged": True, "converged": False, "steps": 12}
+    recommendation, markdown = report(cells)
+    assert recommendation["diverged_cells"] == [
+        {"variant": "frozen", "n_samples": 20, "n_angles": 2, "seed": 1, "steps": 12}
+    ]
+    assert recommendation["variants"]["frozen"]["verdict"].startswith("withheld: ")
+    assert recommendation["variants"]["frozen"]["smallest_enough"] is None
+    assert not recommendation["variants"]["finetune"]["verdict"].startswith("withheld")
+    # Frozen validates best, but one of its reference seeds diverged.
+    assert recommendation["recommended_variant"] == "finetune"
+    assert "- **Flagged: 1 cell diverged** (frozen 20 × 2 seed 1 (step 12))" in markdown
+    assert "`data_size_ablation.training_overrides.<variant>.lr`" in markdown
+    cells_table = next(t for t in markdown_tables(markdown) if t[0][:2] == ["Variant", "Samples"])
+    frozen_20_2 = next(row for row in cells_table if row[:3] == ["frozen", "20", "2"])
+    assert frozen_20_2[-1] == "2 of 3, **1 diverged**"
+
+
 def test_records_without_the_validation_metric_recommend_no_variant() -> None:
     cells = records(n_samples=(10, 20), n_angles=(1, 2))
     for record in cells:

@@ -200,3 +200,42 @@ def test_a_namespace_inside_a_fold_is_nested_in_the_folds_run_which_ends_last(tr
     assert all(run.info.status == "FINISHED" for run in nested.values())
     assert nested["fold_0.frozen"].data.metrics["accuracy"] == 0.5
     assert ended[-1] == "fold_0"  # after both of its variants
+
+
+def test_a_training_whose_summary_says_it_diverged_ends_failed_and_the_others_finished(
+    tracking,
+):
+    client, parent_id, experiment_id = tracking
+    logged = {"mlflow": {"summary": {"tags": ["variant"]}}}
+    summaries = {
+        "frozen": {"variant": "frozen", "diverged": False, "stop_reason": "patience"},
+        "finetune": {
+            "variant": "finetune",
+            "diverged": True,
+            "stop_reason": "diverged",
+            "divergence_reason": "NaN loss at step 12",
+        },
+    }
+    catalog = DataCatalog(
+        {"start": MemoryDataset(1)}
+        | {f"{v}.training_summary": MemoryDataset(metadata=logged) for v in summaries}
+    )
+    pipeline = Pipeline(
+        [
+            Node(
+                lambda value, summary=summary: summary,
+                "start",
+                f"{variant}.training_summary",
+                name="train",
+                namespace=variant,
+            )
+            for variant, summary in summaries.items()
+        ]
+    )
+    _run(ChildRunHook(), pipeline, catalog)  # the run itself goes on
+    children = _children(client, experiment_id, parent_id)
+    assert children["finetune"].info.status == "FAILED"
+    assert children["finetune"].data.tags["stop_reason"] == "diverged"
+    assert children["finetune"].data.tags["divergence_reason"] == "NaN loss at step 12"
+    assert children["frozen"].info.status == "FINISHED"
+    assert "stop_reason" not in children["frozen"].data.tags

@@ -3,6 +3,8 @@ restoring the best validation's weights, and the head warm-up."""
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -268,3 +270,104 @@ def test_the_learning_rate_rises_linearly_over_the_warmup_steps_then_stays():
     assert [lr for lr, _ in seen] == pytest.approx([0.1, 0.2, 0.3, 0.4, 0.4, 0.4])
     # Every group keeps its ratio to the others (a backbone's lower rate stays lower).
     assert [small for _, small in seen] == pytest.approx([0.01, 0.02, 0.03, 0.04, 0.04, 0.04])
+
+
+# ---------------------------------------------------------------- divergence
+class _ScaledLoss(nn.Module):
+    """Cross-entropy times ``scale``: a training loss scripted epoch by epoch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = 1.0
+
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.scale * nn.functional.cross_entropy(logits, labels)
+
+
+def _fit_with_loss_scales(scales: dict[int, float], max_steps: int = 50) -> FitResult:
+    """Weights 0 (every loss ln 2, times the scale of its epoch) and lr 0, one step an
+    epoch; validates every step."""
+    model = nn.Linear(2, 2, bias=False)
+    nn.init.zeros_(model.weight)
+    criterion = _ScaledLoss()
+
+    def set_scale(epoch: int) -> None:
+        criterion.scale = scales.get(epoch, 1.0)
+
+    return fit(
+        model,
+        criterion=criterion,
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.0),
+        train_loader=LOADER,
+        val_loader=LOADER,
+        settings=CPU,
+        budget=_budget(max_steps, patience=None),
+        variant="finetune",
+        on_epoch_start=set_scale,
+    )
+
+
+def test_a_climbing_loss_stops_training_a_step_after_passing_ten_times_its_start():
+    # Batch losses ln 2 × 1, 1, 2, 4, 16, 64…: step 5 is the first over 10 × the start.
+    result = _fit_with_loss_scales({3: 2, 4: 4, 5: 16, 6: 64, 7: 256, 8: 1024})
+    assert result.stop_reason == "diverged" and result.diverged and not result.converged
+    assert result.history["step"].iloc[-1] == 6  # not the cap of 50
+    assert result.divergence.startswith("mean training loss of the last 5 steps ")
+    assert "> 10 × starting loss 0.693 at step 6" in result.divergence
+    # The last row is where it stopped, not a validation; the kept one is validated.
+    assert result.history["val_loss"].iloc[-1] != result.history["val_loss"].iloc[-1]  # NaN
+    assert not result.history["improved"].iloc[-1] and result.best["step"] < 6
+
+
+@pytest.mark.parametrize(("value", "named"), [(float("nan"), "NaN"), (float("inf"), "infinite")])
+def test_a_nan_or_infinite_loss_stops_training_at_that_step(value: float, named: str):
+    result = _fit_with_loss_scales({3: value})
+    assert result.stop_reason == "diverged" and not result.converged
+    assert result.divergence == f"{named} loss at step 3"
+    assert result.history["step"].tolist() == [1, 2, 3]
+    assert result.best["step"] == 1  # the best validation before it
+
+
+def test_one_bad_batch_is_not_a_divergence():
+    # One batch 30 times the others: the mean of the last five stays under 10 × ln 2.
+    result = _fit_with_loss_scales({3: 30.0}, max_steps=8)
+    assert result.stop_reason == "cap" and result.divergence is None
+
+
+def _mlp_fit(optimizer: str, lr: float) -> tuple[nn.Module, dict, FitResult]:
+    """A small MLP on the two-class toy problem: 4 steps an epoch, validated every 100."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(2, 8), nn.ReLU(), nn.Linear(8, 2))
+    start = copy.deepcopy(model.state_dict())
+    parameters = model.parameters()
+    loader = DataLoader(TensorDataset(INPUTS.repeat(4, 1), LABELS.repeat(4)), batch_size=4)
+    result = fit(
+        model,
+        criterion=nn.CrossEntropyLoss(),
+        optimizer=torch.optim.SGD(parameters, lr=lr)
+        if optimizer == "sgd"
+        else torch.optim.Adam(parameters, lr=lr),
+        train_loader=loader,
+        val_loader=loader,
+        settings=CPU,
+        budget=Budget(max_steps=200, min_steps=1, val_every_steps=100, patience=None),
+    )
+    return model, start, result
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_a_learning_rate_of_1000_diverges_at_once_and_keeps_the_starting_weights(optimizer):
+    model, start, result = _mlp_fit(optimizer, 1000.0)
+    assert result.diverged and result.history["step"].iloc[-1] <= 3  # not the cap of 200
+    # It diverged before any validation: the start is validated and kept.
+    assert result.history["step"].tolist()[0] == 0 and result.best["step"] == 0
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, start[name]), name
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_a_healthy_training_never_trips_the_divergence_rule(optimizer):
+    _, _, result = _mlp_fit(optimizer, 0.1)
+    assert result.stop_reason == "cap" and result.divergence is None
+    assert result.history["step"].iloc[-1] == 200
+    assert result.best["val_accuracy"] == 1.0

@@ -153,6 +153,20 @@ def test_the_candidate_search_keeps_the_lowest_validation_loss_and_breaks_ties_b
     assert table["lr"].tolist() == list(outcomes)
 
 
+def test_the_candidate_search_never_keeps_a_candidate_that_diverged():
+    # 0.3's best validation (before it diverged) has the lowest loss of all.
+    outcomes = {0.3: (0.95, 0.1, "diverged"), 0.01: (0.9, 0.4, "patience")}
+
+    def train_with(lr: float) -> FitResult:
+        metric, loss, stop = outcomes[lr]
+        row = {"step": 10, "val_metric": metric, "val_loss": loss}
+        return FitResult(pd.DataFrame([row]), row, stop, 0.0)
+
+    lr, table = search_on_validation(train_with, list(outcomes))
+    assert lr == 0.01
+    assert table["diverged"].tolist() == [True, False]
+
+
 def test_on_a_flat_curve_the_choice_is_a_tenth_of_where_the_loss_starts_to_rise():
     from transfer_study.training.lr_finder import _suggestion
 

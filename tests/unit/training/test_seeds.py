@@ -45,6 +45,27 @@ def test_one_seed_keeps_it_and_nothing_else():
     assert summary["converged"] is True
 
 
+def test_a_seed_that_diverged_is_not_kept_and_makes_the_variant_diverged():
+    def training(settings: TrainingSettings):
+        checkpoint, history, summary = _fake_training(settings)
+        if settings.seed == 1:  # the best validation metric, from before it diverged
+            summary |= {
+                "converged": False,
+                "diverged": True,
+                "divergence_step": 7,
+                "divergence_reason": "NaN loss at step 7",
+            }
+        return checkpoint, history, summary
+
+    settings = with_overrides(study_training_settings("frozen"), seed=0, seeds=3)
+    checkpoint, _, summary, _ = train_over_seeds(training, settings)
+    assert checkpoint == {"weights": 2}  # the best of the seeds that did not diverge
+    assert summary["diverged"] is True and summary["stop_reason"] == "diverged"
+    assert summary["divergence_step"] == 7
+    assert summary["divergence_reason"] == "seed 1: NaN loss at step 7"
+    assert [outcome["diverged"] for outcome in summary["seeds"]] == [False, True, False]
+
+
 def test_auto_means_one_seed_on_a_cpu():
     assert (
         seed_count(with_overrides(study_training_settings("frozen"), seeds="auto", device="cpu"))

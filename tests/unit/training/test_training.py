@@ -11,7 +11,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from torch.utils.data import DataLoader, TensorDataset
 
 from tests.helpers.settings import study_training_settings
 from tests.helpers.tiny_models import TINY_BACKBONE
@@ -26,11 +25,10 @@ from transfer_study.models.checkpoint import rebuild_classifier
 from transfer_study.models.factory import create_classifier
 from transfer_study.models.preprocessing import pretrained_preprocessing, scaled_to_input_size
 from transfer_study.training import variants
-from transfer_study.training.device import DeviceSettings, maybe_compile
+from transfer_study.training.device import maybe_compile
 from transfer_study.training.features import embed_images
-from transfer_study.training.fitting import Budget, fit
+from transfer_study.training.fitting import fit
 from transfer_study.training.image_cache import image_cache_key
-from transfer_study.training.loops import TrainingDivergedError
 from transfer_study.training.testing import evaluate_on_test
 from transfer_study.training.variants import train_on_features, train_on_images
 
@@ -244,24 +242,17 @@ def test_same_seed_gives_the_same_metrics_and_another_seed_does_not(data):
     assert not first[1]["train_loss"].equals(other[1]["train_loss"])
 
 
-def test_a_nan_loss_stops_training_naming_variant_and_step():
-    model = torch.nn.Linear(4, 2)
-    with torch.no_grad():
-        model.weight.fill_(float("nan"))
-    loader = DataLoader(TensorDataset(torch.ones(2, 4), torch.tensor([0, 1])), batch_size=2)
-    settings = DeviceSettings(device=torch.device("cpu"), channels_last=False, amp=False)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    with pytest.raises(TrainingDivergedError, match=r"'finetune'.*nan at step 1.*Lower the lear"):
-        fit(
-            model,
-            criterion=torch.nn.CrossEntropyLoss(),
-            optimizer=optimizer,
-            train_loader=loader,
-            val_loader=loader,
-            settings=settings,
-            budget=Budget(max_steps=3, min_steps=1, val_every_steps=1, patience=None),
-            variant="finetune",
-        )
+def test_a_diverging_variant_keeps_its_start_and_its_summary_says_why(data):
+    decoded, split = data
+    params = _variant("scratch", lr=1.0e4, val_every_steps=100)
+    checkpoint, history, summary = train_on_images(decoded, split, PREPROCESSING, MODEL, params)
+    assert summary["diverged"] is True and summary["converged"] is False
+    assert summary["stop_reason"] == "diverged"
+    assert summary["divergence_step"] == summary["steps"] < 6  # the cap is 6 steps
+    assert "> 10 × starting loss" in summary["divergence_reason"]
+    # It diverged before its first validation: the start (validated) is what it keeps.
+    assert summary["best_step"] == 0 and history["step"].iloc[0] == 0
+    assert all(torch.isfinite(t).all() for t in checkpoint["state_dict"].values())
 
 
 def test_evaluation_reports_metrics_predictions_and_probabilities(data):

@@ -78,8 +78,8 @@ def summarise_cell(
         and ``n_images`` (training samples and photos actually used), ``accuracy,
         accuracy_ci_low, accuracy_ci_high, balanced_accuracy``, ``macro_f1`` when
         present, ``train_seconds``, ``steps``, ``best_step``, ``lr``, ``converged``,
-        ``metric`` (the headline metric's name), ``val_metric`` (its best validation
-        value), and per test photo ``sample_id``, ``label`` and ``correct``.
+        ``diverged``, ``metric`` (the headline metric's name), ``val_metric`` (its best
+        validation value), and per test photo ``sample_id``, ``label`` and ``correct``.
 
     Raises:
         ValueError: If the predictions are not of the subset's test photos.
@@ -102,9 +102,9 @@ def summarise_cell(
         record["macro_f1"] = float(test_metrics["macro_f1"])
     record["train_seconds"] = float(training_summary["train_seconds"])
     # Cells train under the study's convergence rule: say how long and whether it held.
-    for key in ("steps", "best_step", "lr"):
-        record[key] = training_summary[key]
+    record |= {key: training_summary[key] for key in ("steps", "best_step", "lr")}
     record["converged"] = bool(training_summary["converged"])
+    record["diverged"] = bool(training_summary.get("diverged", False))
     # The report chooses the variant on validation (as the study does), never on test.
     record["metric"] = str(training_summary["metric"])
     record["val_metric"] = float(training_summary["best_val_metric"])

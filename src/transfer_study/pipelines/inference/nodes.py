@@ -10,6 +10,7 @@ import pandas as pd
 from kedro.io.core import DatasetError
 
 from transfer_study.config import InferenceSettings, ParameterError
+from transfer_study.evaluation.diverged import is_diverged
 from transfer_study.images import is_hidden_or_system_file
 from transfer_study.inference.predictor import (
     HOW_TO_GET_A_CHECKPOINT,
@@ -143,8 +144,9 @@ def _best_variant(models: Mapping[str, Any], comparison: pd.DataFrame | None) ->
     chosen = comparison.loc[comparison["selected"].astype(bool), "variant"]  # on validation
     if chosen.empty:
         raise ParameterError(
-            "The last comparison chose no variant: none converged within its training cap. "
-            f"Raise max_images and re-run the study, or {_HOW_TO_NAME_A_MODEL}."
+            "The last comparison chose no variant: none converged within its training cap "
+            "without diverging (variant_comparison.md says which did what). Raise max_images "
+            f"or lower the lr and re-run the study, or {_HOW_TO_NAME_A_MODEL}."
         )
     variant = str(chosen.iloc[0])
     if variant not in models:
@@ -159,8 +161,13 @@ def _best_variant(models: Mapping[str, Any], comparison: pd.DataFrame | None) ->
 def _accuracy_note(variant: str, comparison: pd.DataFrame | None) -> str:
     if comparison is None or not set(comparison) >= _COMPARISON_COLUMNS:
         return "no comparison to quote"
-    rows = comparison.loc[comparison["variant"] == variant, "accuracy"]
-    return f"test accuracy {rows.iloc[0]:.3f}" if len(rows) else "not in the last comparison"
+    rows = comparison.loc[comparison["variant"] == variant]
+    if rows.empty:
+        return "not in the last comparison"
+    if is_diverged(rows.iloc[0]):  # named explicitly: never chosen as the best
+        logger.warning("Variant '%s' diverged: its model is an early checkpoint.", variant)
+        return "diverged: no result to quote"
+    return f"test accuracy {rows['accuracy'].iloc[0]:.3f}"
 
 
 def _load_checkpoint_file(load: Callable[[], Any], path: str) -> Mapping[str, Any]:

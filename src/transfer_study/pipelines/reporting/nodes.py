@@ -11,6 +11,7 @@ from matplotlib.figure import Figure
 
 from transfer_study.config import EvaluationSettings, ModelSettings
 from transfer_study.evaluation.comparison_report import comparison_markdown
+from transfer_study.evaluation.diverged import is_diverged, withhold_diverged_results
 from transfer_study.evaluation.figures import variant_comparison_figure
 from transfer_study.evaluation.pairs import paired_differences
 from transfer_study.evaluation.selection import choose_best_variant
@@ -54,6 +55,9 @@ def _comparison_row(
     row["val_metric"] = summary["best_val_metric"]
     row["n_seeds"] = int(metrics.get("n_seeds", 1))
     row["folds"] = int(summary.get("folds", 1))
+    row["diverged"] = is_diverged(summary)
+    row["divergence_step"] = summary.get("divergence_step")
+    row["divergence_reason"] = summary.get("divergence_reason")
     return row
 
 
@@ -76,7 +80,8 @@ def compare_variants(
 
     Returns:
         The comparison table (one row per variant; ``selected`` marks the variant chosen
-        on validation), the paired differences in the headline metric (one row per pair,
+        on validation; a diverged variant's results blanked), the paired differences in
+        the headline metric (one row per pair of variants that did not diverge,
         cluster-aware: see ``evaluation.pairs``), the Markdown summary and the bar chart
         with confidence-interval whiskers.
 
@@ -85,7 +90,8 @@ def compare_variants(
     """
     triples = [results[i : i + 3] for i in range(0, len(results), 3)]
     rows = [_comparison_row(model_params.backbone, m, s) for m, s, _ in triples]
-    comparison = pd.DataFrame(rows)
+    # A diverged variant's figures are an early checkpoint's: never shown as its result.
+    comparison = withhold_diverged_results(pd.DataFrame(rows))
     comparison["selected"] = comparison["variant"] == choose_best_variant(comparison)
     paths = [tuple(predictions["path"]) for _, _, predictions in triples]
     if len(set(paths)) != 1:
@@ -93,7 +99,9 @@ def compare_variants(
             "The variants were evaluated on different test photos; re-run the whole study."
         )
     correct = {
-        summary["variant"]: (p["label"] == p["predicted"]).to_numpy() for _, summary, p in triples
+        summary["variant"]: (p["label"] == p["predicted"]).to_numpy()
+        for _, summary, p in triples
+        if not is_diverged(summary)
     }
     confidence = evaluation_params.confidence
     test_photos = triples[0][2]

@@ -271,6 +271,9 @@ def test_summarise_cell_is_a_json_record_of_the_cell() -> None:
     assert record["macro_f1"] == 0.72
     assert record["train_seconds"] == 12.5
     assert (record["steps"], record["best_step"], record["converged"]) == (40, 30, True)
+    assert record["diverged"] is False
+    diverged = {**SUMMARY, "converged": False, "diverged": True, "stop_reason": "diverged"}
+    assert summarise_cell(cell(6, 2, 1), diverged, metrics, predictions, subset)["diverged"]
     # What the report chooses the variant on (validation) and scores it with (the classes).
     assert (record["metric"], record["val_metric"]) == ("balanced_accuracy", 0.8)
     assert record["label"] == predictions["label"].tolist()

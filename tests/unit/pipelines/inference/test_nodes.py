@@ -223,6 +223,21 @@ def test_a_named_variant_is_used_even_if_another_is_best():
     assert checkpoint["metadata"]["variant"] == "scratch"
 
 
+def test_a_diverged_variant_is_never_best_and_named_it_comes_with_a_warning(caplog):
+    diverged = COMPARISON.assign(
+        accuracy=[0.6, 0.9, float("nan")],  # withheld by the comparison
+        diverged=[False, False, True],
+    )
+    checkpoint = select_model(_three_variants(), diverged, None, PARAMS)
+    assert checkpoint["metadata"]["variant"] == "frozen"
+    named = PARAMS.model_copy(update={"model": "finetune"})
+    with caplog.at_level("WARNING"):
+        checkpoint = select_model(_three_variants(), diverged, None, named)
+    assert checkpoint["metadata"]["variant"] == "finetune"
+    assert "Variant 'finetune' diverged: its model is an early checkpoint." in caplog.text
+    assert "test accuracy nan" not in caplog.text
+
+
 def test_a_named_variant_needs_no_comparison():
     checkpoint = select_model(
         _three_variants(), None, None, PARAMS.model_copy(update={"model": "finetune"})
