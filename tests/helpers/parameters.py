@@ -51,7 +51,8 @@ TINY_TRAINING: dict[str, Any] = {
         for key, value in _TINY_PER_VARIANT.items()
     },
     "finetune.head_warmup_steps": 2,
-    # Fine-tune also validates its probed start (step 0): one more validation to the cap.
+    # Fine-tune also validates its probed start (step 0), which is never kept: one more
+    # validation to the cap.
     "finetune.patience": 3,
     "training_defaults.seeds": 1,  # auto would train 3 on a GPU
     "scratch.num_workers": 0,

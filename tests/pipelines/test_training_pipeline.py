@@ -157,7 +157,8 @@ def test_every_variant_trains_to_the_cap_of_its_own_block(outputs):
         assert np.isfinite(trained["train_loss"].to_numpy()).all()
         assert np.isfinite(history["val_loss"].to_numpy()).all()
         assert history["val_accuracy"].between(0, 1).all()
-        assert (0 if variant == "finetune" else 1) <= summary["best_step"] <= steps
+        # Fine-tune's probed start is validated but never kept.
+        assert 1 <= summary["best_step"] <= steps
 
 
 def test_each_variant_trains_with_the_learning_rate_chosen_for_it(outputs):

@@ -198,15 +198,6 @@ def _chosen_lines(comparison: pd.DataFrame) -> tuple[pd.Series | None, list[str]
             "(raise max_images and re-run)."
         )
     diverged = diverged_mask(comparison)
-    kept_start = comparison[
-        (comparison["variant"] == "finetune") & (comparison.get("best_epoch", -1) == 0) & ~diverged
-    ]
-    if not kept_start.empty:
-        lines.append(
-            "Fine-tune never beat its starting point on validation: it starts from the head "
-            "trained on the frozen backbone's features and keeps that start, so it is the "
-            "frozen model. On this validation set, fine-tuning the backbone showed no gain."
-        )
     for _, row in comparison[diverged].iterrows():
         lines.append(diverged_flag(row, _prose(str(row["variant"]))))
     if "converged" in comparison.columns:

@@ -212,8 +212,11 @@ def fit(
         lr_warmup_steps: Steps over which every learning rate rises linearly to its
             value (Goyal et al. 2017): Adam's first steps move every weight by about the
             lr whatever its gradient, which knocks a pretrained backbone off its fit.
-        validate_start: Validate the starting weights too (step 0), so that a start that
-            training never beats on validation (a probed head) is what is kept.
+        validate_start: Validate the starting weights too (step 0), for the record. The
+            start is not a candidate for the best weights: a start chosen on this same
+            validation set (a probed head, early-stopped on it) scores the best of many
+            noisy validations and would beat every trained checkpoint by selection alone.
+            Whether training helped is the variant comparison's question.
         fixed_batchnorm: Keep the backbone's BatchNorm layers in inference mode while it
             trains (running statistics fixed, scale and shift still learnt), as Keras's
             transfer-learning guide advises for small data sets.
@@ -237,14 +240,12 @@ def fit(
     stop: StopReason | None = None
     watch, divergence = DivergenceWatch(), None
     # What a training that diverges before its first validation keeps.
-    start_state = None if validate_start else copy.deepcopy(model.state_dict())
+    start_state = copy.deepcopy(model.state_dict())
     base_lrs = [group["lr"] for group in optimizer.param_groups]
     if validate_start:
         val = evaluate(model, criterion, val_loader, settings)
         rows.append(_row(progress, n_train, math.nan, math.nan, val, metric, optimizer, 0.0))
         rows[-1] |= {"backbone_frozen": backbone is not None and warmup_steps > 0}
-        best, best_state = val, copy.deepcopy(model.state_dict())
-        rows[-1]["improved"] = True
         _log_validation(variant, rows[-1], budget, metric)
     while stop is None:
         progress.epoch += 1
@@ -288,7 +289,6 @@ def fit(
             if _is_better(val, best, metric):
                 best, best_state = val, copy.deepcopy(model.state_dict())
                 rows[-1]["improved"] = True
-                start_state = None
             if schedule is not None and schedule.mode == "validation":
                 schedule.scheduler.step(val.metric(metric))
             stop = _stop_reason(progress, budget, at_cap)
@@ -300,9 +300,13 @@ def fit(
     if stop == "diverged":
         if best_state is None:  # no validation yet: the start is the best there is
             model.load_state_dict(start_state)
-            val = evaluate(model, criterion, val_loader, settings)
-            rows.append(_row(_Progress(), n_train, math.nan, math.nan, val, metric, optimizer, 0))
-            rows[-1] |= {"backbone_frozen": False, "improved": True}
+            if not validate_start:
+                val = evaluate(model, criterion, val_loader, settings)
+                rows.insert(
+                    0, _row(_Progress(), n_train, math.nan, math.nan, val, metric, optimizer, 0)
+                )
+                rows[0]["backbone_frozen"] = False
+            rows[0]["improved"] = True
         seconds = time.perf_counter() - last_validation
         rows.append(
             _divergence_row(progress, n_train, optimizer, seconds) | {"backbone_frozen": frozen}
@@ -319,7 +323,7 @@ def fit(
     history["improved"] = history.get("improved", pd.Series(False, index=history.index))
     history["improved"] = history["improved"].astype("boolean").fillna(False).astype(bool)
     best_row = history.loc[history["improved"]].iloc[-1].to_dict()
-    if stop == "cap":
+    if stop == "cap" and budget.patience is not None:  # without patience, the cap is the plan
         logger.warning(
             "%s: reached the cap of %d steps (%d images) with the last improvement only "
             "%d validation(s) ago: not converged. Raise max_images to let it converge.",

@@ -459,16 +459,6 @@ def test_comparison_markdown_rejects_a_malformed_pairs_table():
         comparison_markdown(comparison, pd.DataFrame({"a": [], "b": []}), confidence=0.95)
 
 
-def test_the_conclusion_says_when_fine_tune_kept_its_probed_start(comparison_example):
-    comparison, pairs = comparison_example
-    note = "Fine-tune never beat its starting point on validation"
-    assert note not in comparison_markdown(comparison, pairs, confidence=0.95)
-    kept_start = comparison.assign(
-        best_epoch=np.where(comparison["variant"] == "finetune", 0.0, 7.0)
-    )
-    assert note in comparison_markdown(kept_start, pairs, confidence=0.95)
-
-
 def test_a_zero_difference_read_from_the_other_side_has_no_minus_sign(comparison_example):
     comparison, pairs = comparison_example
     tied = pairs.assign(difference=0.0, ci_low=0.0, ci_high=0.0, p=1.0, p_holm=1.0)

@@ -4,6 +4,7 @@ restoring the best validation's weights, and the head warm-up."""
 from __future__ import annotations
 
 import copy
+import logging
 
 import pytest
 import torch
@@ -233,13 +234,15 @@ def _fit_from_a_good_start(*, validate_start: bool) -> tuple[nn.Linear, FitResul
     return model, result
 
 
-def test_a_validated_start_is_kept_when_training_never_beats_it():
+def test_a_validated_start_is_recorded_but_never_kept_over_trained_weights():
+    # A start chosen on the same validation set (a probed head) wins by selection alone.
     model, result = _fit_from_a_good_start(validate_start=True)
-    assert result.history["step"].tolist() == [0, 1, 2]
-    assert result.best["step"] == 0 and result.best["val_metric"] == 1.0
-    assert torch.equal(model.weight, 2 * RIGHT)
-    # Without it, the start is not a candidate and the best trained weights are kept.
+    assert result.history["step"].tolist() == [0, 1, 2, 3]
+    assert result.history.loc[0, "val_metric"] == 1.0
+    assert not result.history.loc[0, "improved"]
+    assert result.best["step"] == 1 and torch.equal(model.weight, HALF)
     model, result = _fit_from_a_good_start(validate_start=False)
+    assert result.history["step"].tolist() == [1, 2, 3]
     assert result.best["step"] == 1 and torch.equal(model.weight, HALF)
 
 
@@ -334,7 +337,9 @@ def test_one_bad_batch_is_not_a_divergence():
     assert result.stop_reason == "cap" and result.divergence is None
 
 
-def _mlp_fit(optimizer: str, lr: float) -> tuple[nn.Module, dict, FitResult]:
+def _mlp_fit(
+    optimizer: str, lr: float, *, validate_start: bool = False
+) -> tuple[nn.Module, dict, FitResult]:
     """A small MLP on the two-class toy problem: 4 steps an epoch, validated every 100."""
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(2, 8), nn.ReLU(), nn.Linear(8, 2))
@@ -351,6 +356,7 @@ def _mlp_fit(optimizer: str, lr: float) -> tuple[nn.Module, dict, FitResult]:
         val_loader=loader,
         settings=CPU,
         budget=Budget(max_steps=200, min_steps=1, val_every_steps=100, patience=None),
+        validate_start=validate_start,
     )
     return model, start, result
 
@@ -365,9 +371,38 @@ def test_a_learning_rate_of_1000_diverges_at_once_and_keeps_the_starting_weights
         assert torch.equal(tensor, start[name]), name
 
 
+def test_a_validated_start_is_kept_once_when_training_diverges_before_any_validation():
+    model, start, result = _mlp_fit("sgd", 1000.0, validate_start=True)
+    assert result.diverged
+    assert result.history["step"].tolist()[:2] == [0, result.history["step"].iloc[-1]]
+    assert result.best["step"] == 0 and result.history["improved"].tolist()[0]
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, start[name]), name
+
+
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 def test_a_healthy_training_never_trips_the_divergence_rule(optimizer):
     _, _, result = _mlp_fit(optimizer, 0.1)
     assert result.stop_reason == "cap" and result.divergence is None
     assert result.history["step"].iloc[-1] == 200
     assert result.best["val_accuracy"] == 1.0
+
+
+@pytest.mark.parametrize(("patience", "warned"), [(None, False), (50, True)])
+def test_the_cap_warns_of_no_convergence_only_where_early_stopping_could_stop(
+    caplog, patience, warned
+):
+    # patience: null trains to the cap by design (a short learning-rate candidate).
+    model = nn.Linear(2, 2, bias=False)
+    with caplog.at_level(logging.WARNING, logger="transfer_study.training.fitting"):
+        result = fit(
+            model,
+            criterion=nn.CrossEntropyLoss(),
+            optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+            train_loader=LOADER,
+            val_loader=LOADER,
+            settings=CPU,
+            budget=_budget(4, patience=patience),
+        )
+    assert result.stop_reason == "cap"
+    assert ("not converged" in caplog.text) is warned
