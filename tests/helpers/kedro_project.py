@@ -40,6 +40,7 @@ TINY_TRAINING = {
     "training_defaults.lr_search.min_lr": 1.0e-3,
     "training_defaults.lr_search.max_lr": 1.0,
     "training_defaults.lr_search.steps": 6,
+    "finetune.lr_search.candidate_steps": 4,
     "finetune.head_warmup_steps": 2,
     "training_defaults.seeds": 1,  # auto would train 3 on a GPU
     "training_defaults.batch_size": 8,

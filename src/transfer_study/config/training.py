@@ -56,11 +56,31 @@ class HeadSettings(Settings):
 
 
 class LrSearchSettings(Settings):
-    """The learning-rate range test run when ``lr: auto``."""
+    """How ``lr: auto`` is chosen: a range test, or candidates compared on validation."""
 
+    method: Literal["auto", "range_test", "candidates"] = Field(
+        default="auto",
+        description="range_test, candidates (each trained, best validation loss), or "
+        "auto: candidates for a head on cached features, the range test otherwise",
+    )
     min_lr: PositiveFloat = Field(description="first learning rate tried")
     max_lr: PositiveFloat = Field(description="last learning rate tried")
-    steps: Annotated[int, Strict(), Field(ge=5)] = Field(description="optimizer steps tried")
+    steps: Annotated[int, Strict(), Field(ge=5)] = Field(
+        description="range test: optimizer steps tried"
+    )
+    per_decade: PositiveInt = Field(
+        default=2, description="candidates: learning rates per factor of ten"
+    )
+    candidate_steps: PositiveInt | None = Field(
+        default=None,
+        description="candidates: optimizer steps each trains; null = each to convergence",
+    )
+
+    def resolved_method(self, *, on_cached_features: bool) -> str:
+        """``auto``: candidates where training is cheap (a head on cached features)."""
+        if self.method != "auto":
+            return self.method
+        return "candidates" if on_cached_features else "range_test"
 
     @model_validator(mode="after")
     def _increasing(self) -> LrSearchSettings:
@@ -75,9 +95,9 @@ class TrainingSettings(Settings):
     name: VariantName = Field(description="the variant")
     weights: str = Field(min_length=1, description="none, imagenet, or a weights file path")
     lr: PositiveFloat | Literal["auto"] = Field(
-        description="learning rate of the head; auto = chosen by a range test"
+        description="learning rate of the head; auto = chosen as lr_search says"
     )
-    lr_search: LrSearchSettings = Field(description="the range test of lr: auto")
+    lr_search: LrSearchSettings = Field(description="how lr: auto is chosen")
     max_images: PositiveInt = Field(description="cap: training images seen")
     min_steps: PositiveInt = Field(description="optimizer steps before early stopping may stop")
     val_every_steps: PositiveInt = Field(description="validate every epoch or this many steps")

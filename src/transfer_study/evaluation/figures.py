@@ -152,11 +152,11 @@ def training_curves_figure(history: pd.DataFrame, *, title: str) -> Figure:
 
 def lr_range_test_figure(curve: pd.DataFrame, choice: dict) -> Figure:
     """How the learning rate was chosen: the range test's smoothed loss against learning
-    rate, or each candidate's validation metric, with the choice marked.
+    rate, or each candidate's validation loss (what chooses), with the choice marked.
 
     Args:
         curve: The range test's ``lr``, ``loss`` and ``smoothed_loss`` per step, or the
-            candidates' ``lr`` and ``val_metric``; empty when the rate was given.
+            candidates' ``lr`` and ``val_loss``; empty when the rate was given.
         choice: ``variant``, ``lr`` and ``source`` (and ``lr_at_minimum`` when searched).
 
     Returns:
@@ -168,13 +168,12 @@ def lr_range_test_figure(curve: pd.DataFrame, choice: dict) -> Figure:
     if curve.empty:
         ax.text(0.5, 0.5, "lr given in the parameters: no search", ha="center")
         ax.set_axis_off()
-    elif "val_metric" in curve.columns:  # candidates compared on validation
-        ax.plot(curve["lr"], curve["val_metric"], marker="o", label="best validation metric")
+    elif "val_loss" in curve.columns:  # candidates compared on validation
+        ax.plot(curve["lr"], curve["val_loss"], marker="o", label="validation loss")
         ax.axvline(choice["lr"], color="tab:red", linestyle="--", label="chosen")
         ax.set_xscale("log")
         ax.set_xlabel("Learning rate (head)")
-        ax.set_ylabel("Validation metric")
-        ax.yaxis.set_major_formatter(PercentFormatter(xmax=1, decimals=0))
+        ax.set_ylabel("Validation loss of its best checkpoint")
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
     else:

@@ -7,9 +7,9 @@ rate; Lightning's finder needs a Lightning Trainer. The rule is fastai's: the le
 rate rises exponentially from ``min_lr`` to ``max_lr`` over ``steps`` optimizer steps of a
 fresh model, the loss is smoothed, the test stops once the loss diverges, and the choice
 is a tenth of the learning rate at the lowest smoothed loss ("minimum / 10"), or, on a
-flat curve, a tenth of the rate where the loss starts to rise. Where
-training is cheap (the frozen variant's head on cached features), candidates are instead
-each trained to convergence and compared on validation.
+flat curve, a tenth of the rate where the loss starts to rise. Candidates can instead
+each be trained (to convergence where that is cheap, the frozen variant's head on cached
+features; for a few steps from a probed fine-tune) and compared on validation.
 """
 
 from __future__ import annotations
@@ -162,9 +162,9 @@ def search_on_validation(
 ) -> tuple[float, pd.DataFrame]:
     """Trains once per candidate learning rate and keeps the best on validation.
 
-    Affordable where training is cheap (a head on cached features): each candidate
-    trains to convergence under the same budget, so the choice is made on validation,
-    the way the variants themselves are compared.
+    Each candidate trains from the same start under the same budget (to convergence
+    where training is cheap, a head on cached features; a few steps otherwise), so the
+    choice is made on validation, the way the variants themselves are compared.
 
     Args:
         train_with: Trains from the same initial state with the given learning rate.

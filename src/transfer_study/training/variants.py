@@ -190,8 +190,7 @@ def _log_parameter_counts(setup: TrainingSetup, settings: TrainingSettings) -> N
 
 
 def _choose_lr(setup: TrainingSetup, settings: TrainingSettings) -> tuple[dict, pd.DataFrame]:
-    """The learning rate to train with: the given one; for a head on cached features, the
-    best of candidates on validation; otherwise the range test's choice."""
+    """The learning rate to train with: the given one, or as ``lr_search`` says."""
     record: dict[str, Any] = {"variant": settings.name}
     if settings.lr != "auto":
         return {**record, "lr": settings.lr, "source": LR_GIVEN}, pd.DataFrame(
@@ -199,8 +198,8 @@ def _choose_lr(setup: TrainingSetup, settings: TrainingSettings) -> tuple[dict, 
         )
     search = settings.lr_search
     started = time.perf_counter()
-    if setup.backbone is None:
-        lr, curve = _search_head_on_validation(setup, settings)
+    if search.resolved_method(on_cached_features=setup.backbone is None) == "candidates":
+        lr, curve = _search_on_validation(setup, settings)
         record |= {"lr": lr, "source": LR_FROM_VALIDATION, "candidates": len(curve)}
     else:
         result = lr_range_test(
@@ -226,16 +225,24 @@ def _choose_lr(setup: TrainingSetup, settings: TrainingSettings) -> tuple[dict, 
     return record, curve
 
 
-def _search_head_on_validation(
+def _search_on_validation(
     setup: TrainingSetup, settings: TrainingSettings
 ) -> tuple[float, pd.DataFrame]:
+    """Trains each candidate from the same start (to convergence, or for
+    ``candidate_steps`` steps) and keeps the lowest validation loss."""
+    search = settings.lr_search
     initial = copy.deepcopy(setup.module.state_dict())
+    budget: dict[str, Any] = {}
+    if search.candidate_steps is not None:  # short: a fixed number of steps, no early stop
+        steps = search.candidate_steps
+        budget = {"max_images": steps * settings.batch_size, "min_steps": steps}
+        budget |= {"patience": None, "val_every_steps": min(settings.val_every_steps, steps)}
 
     def train_with(lr: float) -> FitResult:
         setup.module.load_state_dict(initial)
-        return _fit(setup, with_overrides(settings, lr=lr))
+        return _fit(setup, with_overrides(settings, lr=lr, **budget))
 
-    candidates = candidate_lrs(settings.lr_search.min_lr, settings.lr_search.max_lr)
+    candidates = candidate_lrs(search.min_lr, search.max_lr, search.per_decade)
     fitting_log = logging.getLogger(fit.__module__)
     level = fitting_log.level
     fitting_log.setLevel(logging.WARNING)  # one line per validation per candidate is noise

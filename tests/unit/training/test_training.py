@@ -370,3 +370,22 @@ def test_a_probe_on_other_weights_is_refused(data, tmp_path):
     finetune = _variant("finetune", head_init="probe", weights=str(tmp_path / "mine.pth"))
     with pytest.raises(ValueError, match="head_init: random"):
         variants.probe_head({}, split, PREPROCESSING, MODEL, finetune, frozen)
+
+
+def test_short_candidate_trainings_choose_the_lr_on_validation_and_leave_the_start(data):
+    decoded, split = data
+    search = {"method": "candidates", "min_lr": 1e-6, "max_lr": 1e-1, "steps": 5}
+    search |= {"per_decade": 1, "candidate_steps": 4}
+    settings = _variant("finetune", weights="none", lr="auto", lr_search=search, seed=0)
+    setup = variants._image_setup(decoded, split, PREPROCESSING, TINY_MODEL, settings, None)
+    start = {k: v.clone() for k, v in setup.module.state_dict().items()}
+    choice, table = variants._choose_lr(setup, settings)
+    assert choice["source"] == variants.LR_FROM_VALIDATION and choice["candidates"] == 6
+    assert table["lr"].tolist() == pytest.approx([1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1])
+    assert (table["steps"] == 4).all()  # each a short training, not to convergence
+    best = table.sort_values("val_loss").iloc[0]
+    assert choice["lr"] == best["lr"]
+    # 1e-6 cannot move a random model in 4 steps: a working rate must beat it.
+    assert choice["lr"] > 1e-6
+    for key, tensor in setup.module.state_dict().items():
+        assert torch.equal(tensor, start[key]), key
