@@ -129,6 +129,12 @@ def test_default_run_trains_three_variants_and_writes_the_comparison(project: Pa
     assert "frozen" in report and "## Paired differences" in report
     assert (reporting / "variant_comparison.png").stat().st_size > 0
 
+    # The variant chosen on validation, exported to ONNX and checked on every test photo.
+    export = json.loads((reporting / "onnx_export.json").read_text())
+    selected = comparison.loc[comparison["selected"], "variant"].iloc[0]
+    assert export["exported"] and export["variant"] == selected and export["passed"]
+    assert [p.name for p in (project / "data/06_models/onnx").iterdir()] == [f"{selected}.onnx"]
+
     split = pd.read_csv(project / "data/05_model_input/split.csv")
     n_test = (split["split"] == "test").sum()
     for variant in ("scratch", "frozen", "finetune"):

@@ -10,7 +10,14 @@ import pytest
 from kedro.pipeline import Pipeline
 
 from tests.helpers.parameters import REPO_ROOT
-from transfer_study.pipelines import data_processing, demo_data, inference, reporting, training
+from transfer_study.pipelines import (
+    data_processing,
+    demo_data,
+    export,
+    inference,
+    reporting,
+    training,
+)
 from transfer_study.pipelines.variant_template import VARIANTS, embedding_pipeline
 
 PIPELINES_DIR = REPO_ROOT / "src" / "transfer_study" / "pipelines"
@@ -52,6 +59,7 @@ def test_every_pipeline_package_and_default_are_registered(registered_pipelines)
         "data_processing",
         "training",
         "reporting",
+        "export",
         "data_size_ablation",
         "demo_data",
         "inference",
@@ -60,7 +68,7 @@ def test_every_pipeline_package_and_default_are_registered(registered_pipelines)
 
 @pytest.mark.parametrize(
     "package",
-    [data_processing, training, reporting, demo_data, inference],
+    [data_processing, training, reporting, export, demo_data, inference],
     ids=lambda p: p.__name__,
 )
 def test_a_registered_pipeline_is_its_packages_create_pipeline(registered_pipelines, package):
@@ -69,7 +77,7 @@ def test_a_registered_pipeline_is_its_packages_create_pipeline(registered_pipeli
 
 
 def test_default_is_the_sum_of_the_study_pipelines(registered_pipelines):
-    study = ("data_processing", "training", "reporting")
+    study = ("data_processing", "training", "reporting", "export")
     assert _names(registered_pipelines["__default__"]) == set().union(
         *(_names(registered_pipelines[name]) for name in study)
     )

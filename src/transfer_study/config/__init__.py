@@ -10,6 +10,7 @@ from .ablation import AblationGrid, AblationSettings, ReportSettings
 from .base import Device, Settings, VariantName
 from .data import ModelSettings, RawImagesSettings, SplitSettings
 from .errors import ParameterError, parse_settings
+from .export import ExportSettings
 from .inference import InferenceSettings
 from .training import (
     Augmentation,
@@ -27,6 +28,7 @@ __all__ = [
     "Augmentation",
     "Device",
     "EvaluationSettings",
+    "ExportSettings",
     "HeadSettings",
     "InferenceSettings",
     "ModelSettings",

@@ -18,6 +18,7 @@ from .ablation import AblationSettings
 from .base import PartialSettings, VariantName
 from .data import ModelSettings, RawImagesSettings, SplitSettings
 from .errors import Locate, ParameterError, Problem, parameter_message, problems_from
+from .export import ExportSettings
 from .inference import InferenceSettings
 from .training import (
     EvaluationSettings,
@@ -37,6 +38,7 @@ PARAMETER_BLOCKS: dict[str, type[BaseModel]] = {
     "evaluation": EvaluationSettings,
     "data_size_ablation": AblationSettings,
     "inference": InferenceSettings,
+    "export": ExportSettings,
     "demo_data": DemoConfig,
 }
 

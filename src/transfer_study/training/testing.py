@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -19,7 +19,7 @@ from transfer_study.models.checkpoint import rebuild_classifier
 from transfer_study.models.preprocessing import Preprocessing
 from transfer_study.models.transforms import build_eval_transform
 from transfer_study.training.data import _image_loader
-from transfer_study.training.device import _device_settings
+from transfer_study.training.device import DeviceSettings, _device_settings
 from transfer_study.training.image_cache import select_image_cache
 from transfer_study.training.loops import predict_logits
 
@@ -49,22 +49,10 @@ def evaluate_on_test(
     """
     model, metadata = rebuild_classifier(checkpoint)
     class_names = metadata["class_names"]
-    spec = Preprocessing.from_dict(metadata["preprocessing"])
     device = _device_settings(settings.device, channels_last=True, amp=True)
     model = model.to(device.device, memory_format=torch.channels_last)
     test = split[split["split"] == "test"].reset_index(drop=True)
-    cache = select_image_cache(decoded_images, split, spec)
-    loader = _image_loader(
-        cache,
-        test,
-        class_names,
-        build_eval_transform(preprocessing=spec),
-        batch_size=settings.batch_size,
-        num_workers=0,
-        shuffle=False,
-        generator=torch.Generator(),
-        settings=device,
-    )
+    loader = _test_loader(metadata, decoded_images, split, settings.batch_size, device)
     logits, labels = predict_logits(model, loader, device)
     probabilities = torch.softmax(logits, dim=1).numpy()
     predicted = probabilities.argmax(axis=1)
@@ -100,6 +88,41 @@ def evaluate_on_test(
         metrics["accuracy_ci_high"],
     )
     return predictions, {k: float(v) for k, v in metrics.items()}, figure
+
+
+def _test_loader(
+    metadata: Mapping[str, Any],
+    decoded_images: Mapping[str, Callable[[], dict]],
+    split: pd.DataFrame,
+    batch_size: int,
+    device: DeviceSettings,
+) -> torch.utils.data.DataLoader:
+    """The test photos, preprocessed as the checkpoint expects, in the split's order."""
+    spec = Preprocessing.from_dict(metadata["preprocessing"])
+    return _image_loader(
+        select_image_cache(decoded_images, split, spec),
+        split[split["split"] == "test"].reset_index(drop=True),
+        list(metadata["class_names"]),
+        build_eval_transform(preprocessing=spec),
+        batch_size=batch_size,
+        num_workers=0,
+        shuffle=False,
+        generator=torch.Generator(),
+        settings=device,
+    )
+
+
+def batches_of_test_photos(
+    checkpoint: Mapping[str, Any],
+    decoded_images: Mapping[str, Callable[[], dict]],
+    split: pd.DataFrame,
+    batch_size: int,
+) -> Iterator[torch.Tensor]:
+    """The test photos as the checkpoint's model takes them (float32, on the CPU), in
+    batches: what another runtime is checked against (an ONNX export)."""
+    cpu = _device_settings("cpu", channels_last=False, amp=False)
+    for images, _ in _test_loader(checkpoint["metadata"], decoded_images, split, batch_size, cpu):
+        yield images.float()
 
 
 def evaluate_over_seeds(
