@@ -1,5 +1,5 @@
 """``__default__`` (what a plain ``kedro run`` runs) on ``SequentialRunner``: data processing,
-training and reporting wired into one study, run in memory on demo photos."""
+training, reporting and the ONNX export wired into one study, run in memory on demo photos."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from kedro.pipeline import Pipeline
 from tests.helpers.in_memory_runs import run_in_memory
 from tests.helpers.parameters import TINY_TRAINING, project_parameters
 from tests.helpers.photos import encoded_photos
-from transfer_study.pipelines import data_processing, demo_data, reporting, training
+from transfer_study.pipelines import data_processing, demo_data, export, reporting, training
 from transfer_study.pipelines.variant_template import VARIANTS
 
 TINY_DEMO = {"demo_data.n_samples": 16, "demo_data.n_angles": 2, "demo_data.image_size": 32}
-STUDY_PACKAGES = (data_processing, training, reporting)
+STUDY_PACKAGES = (data_processing, training, reporting, export)
 
 
 def _names(pipeline: Pipeline) -> set[str]:
@@ -41,7 +41,7 @@ def outputs(default: Pipeline, demo_photos: dict[str, Any]) -> dict[str, Any]:
     return run_in_memory(default, {**parameters, "raw_images": demo_photos})
 
 
-def test_default_is_data_processing_training_and_reporting(default):
+def test_default_is_data_processing_training_reporting_and_export(default):
     expected = sum((package.create_pipeline() for package in STUDY_PACKAGES), Pipeline([]))
     assert _names(default) == _names(expected)
 
@@ -57,6 +57,10 @@ def test_each_stage_reads_what_the_previous_one_writes():
     assert {n for n in trained.inputs() if not n.startswith("params:")} <= processed
     compared = reporting.create_pipeline()
     assert {n for n in compared.inputs() if not n.startswith("params:")} <= trained.all_outputs()
+    exported = export.create_pipeline()
+    assert {n for n in exported.inputs() if not n.startswith("params:")} <= (
+        processed | trained.all_outputs() | compared.all_outputs()
+    )
 
 
 def test_the_study_compares_every_variant_trained_on_the_demo_photos(outputs):
@@ -79,3 +83,13 @@ def test_the_study_splits_the_demo_samples_and_trains_on_its_classes(outputs):
     for variant in VARIANTS:
         assert outputs[f"{variant}.model"]["metadata"]["class_names"] == classes
     assert outputs["data_quality"].empty
+
+
+def test_the_study_ends_with_the_chosen_model_exported_and_checked(outputs):
+    record = outputs["onnx_export"]
+    chosen = outputs["variant_comparison"].query("selected")["variant"].tolist()
+    assert record["exported"] == bool(chosen)
+    assert set(outputs["onnx_models"]) == set(chosen)
+    if chosen:
+        assert record["variant"] == chosen[0] and record["passed"]
+        assert record["photos"] == (outputs["split"]["split"] == "test").sum()
