@@ -129,7 +129,10 @@ def test_default_run_trains_three_variants_and_writes_the_comparison(project: Pa
     assert "frozen" in report and "## Paired differences" in report
     assert (reporting / "variant_comparison.png").stat().st_size > 0
 
-    # The variant chosen on validation, exported to ONNX and checked on every test photo.
+    # Run by name after the study: the variant chosen on validation, exported to ONNX and
+    # checked on every test photo.
+    assert not (reporting / "onnx_export.json").exists()
+    run_pipeline(project, {**TINY_DEMO, **TINY_TRAINING}, pipeline_name="export")
     export = json.loads((reporting / "onnx_export.json").read_text())
     selected = comparison.loc[comparison["selected"], "variant"].iloc[0]
     assert export["exported"] and export["variant"] == selected and export["passed"]
