@@ -21,9 +21,9 @@ def register_pipelines() -> dict[str, Pipeline]:
     Returns:
         A mapping from pipeline names to ``Pipeline`` objects. ``__default__`` is the
         study; the demo-data generator, the data-size ablation, inference and the ONNX
-        export are only run by name. The ablation runs after data processing and the embedding step of the
-        study, whose near-copy check every cell waits for (through the learning rates the
-        study's own nodes choose, which read the checked split).
+        export are only run by name. The ablation runs after data processing and the
+        embedding step of the study, whose near-copy check every cell waits for (through
+        the learning rates the study's own nodes choose, which read the checked split).
     """
     # `kedro run --pipeline=<name>` makes find_pipelines load only the named pipelines
     # (Kedro ≥ 1.7), so data processing is built here rather than looked up.
