@@ -117,6 +117,14 @@ def test_the_parent_run_shows_each_parameter_block_as_json(study: Path):
     params = _study_parent(study).data.params
     assert json.loads(params["finetune"]) == {
         "weights": "imagenet",
+        "lr_search": {
+            "method": "candidates",
+            "min_lr": 1e-05,
+            "max_lr": 0.0001,
+            "steps": 32,
+            "per_decade": 1,
+            "candidate_steps": 4,  # tests/helpers/kedro_project.py's TINY_TRAINING
+        },
         "max_images": 48,
         "min_steps": 4,
         "head_warmup_steps": 2,
