@@ -20,6 +20,8 @@ OpenFraction = Annotated[float, Strict(), Field(gt=0, lt=1)]  # strictly between
 Seed = Annotated[int, Strict(), Field(ge=0, lt=2**63)]
 
 Device = Literal["auto", "cpu", "cuda", "mps"]
+# Test-time augmentation: the views whose softmax is averaged (transfer_study.models.tta).
+TtaMode = Literal["none", "flip", "flip+crops"]
 VariantName = Literal["scratch", "frozen", "finetune"]
 
 

@@ -22,6 +22,7 @@ from .base import (
     PositiveInt,
     Seed,
     Settings,
+    TtaMode,
     VariantName,
     partial_model,
 )
@@ -206,3 +207,9 @@ class EvaluationSettings(Settings):
     batch_size: PositiveInt = Field(description="batch size of the test predictions")
     top_k: list[PositiveInt] = Field(description="top-k accuracies when classes exceed k")
     device: Device = Field(description="auto (CUDA > MPS > CPU), cpu, cuda or mps")
+    # A default, so that settings written before TTA existed stay valid.
+    tta: TtaMode = Field(
+        default="none",
+        description="test-time augmentation of the test predictions: none, flip, or "
+        "flip+crops (as inference.tta)",
+    )

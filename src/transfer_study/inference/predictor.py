@@ -29,6 +29,7 @@ from transfer_study.models.checkpoint import CHECKPOINT_FORMAT, rebuild_classifi
 from transfer_study.models.factory import Classifier
 from transfer_study.models.preprocessing import Preprocessing
 from transfer_study.models.transforms import build_eval_transform, decode_resized
+from transfer_study.models.tta import TTA_MODES, TTA_NONE, TtaMode, tta_probabilities
 from transfer_study.training.device import DEVICE_AUTO, pick_device
 
 logger = logging.getLogger(__name__)
@@ -145,7 +146,12 @@ class ImagePredictor:
         )
 
     def predict(
-        self, images: Sequence[ImageSource], *, batch_size: int, top_k: int | None = None
+        self,
+        images: Sequence[ImageSource],
+        *,
+        batch_size: int,
+        top_k: int | None = None,
+        tta: TtaMode = TTA_NONE,
     ) -> pd.DataFrame:
         """Classifies image files, skipping those that cannot be read or decoded.
 
@@ -154,6 +160,9 @@ class ImagePredictor:
                 ``OSError`` it raises skips the image).
             batch_size: Images decoded and run through the network at a time.
             top_k: How many classes the ``top_k`` column lists; ``None`` = all.
+            tta: Test-time augmentation, one of ``TTA_MODES``: the probabilities are the
+                mean softmax over the views ``transfer_study.models.tta`` describes;
+                ``none`` = the photo as the test evaluation saw it.
 
         Returns:
             One row per image, in order: ``predicted``, ``probability`` (of the
@@ -162,12 +171,14 @@ class ImagePredictor:
             ``prob_<class>`` for every class. A skipped row has no prediction.
 
         Raises:
-            ValueError: If ``batch_size`` or ``top_k`` is below 1.
+            ValueError: If ``batch_size`` or ``top_k`` is below 1, or ``tta`` is unknown.
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
         if top_k is not None and top_k < 1:
             raise ValueError(f"top_k must be at least 1 (or null for all), got {top_k}.")
+        if tta not in TTA_MODES:
+            raise ValueError(f"Unknown tta {tta!r}; use one of {list(TTA_MODES)}.")
         probabilities = np.full((len(images), len(self.class_names)), np.nan)
         errors = [""] * len(images)
         transform = build_eval_transform(preprocessing=self.preprocessing)
@@ -179,7 +190,7 @@ class ImagePredictor:
                     errors[start + i] = error
                 if good:
                     batch = torch.stack([transform(decoded[i][0]) for i in good])
-                    probabilities[[start + i for i in good]] = self._probabilities(batch)
+                    probabilities[[start + i for i in good]] = self._probabilities(batch, tta)
         return self._table(probabilities, errors, top_k or len(self.class_names))
 
     def _decode(self, image: ImageSource) -> tuple[torch.Tensor | None, str]:
@@ -191,9 +202,15 @@ class ImagePredictor:
             return None, f"cannot read the file: {error.strerror or error}"
 
     @torch.inference_mode()
-    def _probabilities(self, batch: torch.Tensor) -> np.ndarray:
+    def _probabilities(self, batch: torch.Tensor, tta: TtaMode = TTA_NONE) -> np.ndarray:
         inputs = batch.to(self.device).contiguous(memory_format=torch.channels_last)
-        return torch.softmax(self.model(inputs).float(), dim=1).cpu().numpy()
+        if tta == TTA_NONE:
+            return torch.softmax(self.model(inputs).float(), dim=1).cpu().numpy()
+        # The views are made on the device; each is fed channels-last like the batch.
+        return tta_probabilities(self._logits, inputs, tta).cpu().numpy()
+
+    def _logits(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.model(inputs.contiguous(memory_format=torch.channels_last))
 
     def _table(self, probabilities: np.ndarray, errors: list[str], k: int) -> pd.DataFrame:
         ok = np.array([not error for error in errors], dtype=bool)

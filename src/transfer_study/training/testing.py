@@ -18,6 +18,7 @@ from transfer_study.evaluation.metrics import classification_metrics
 from transfer_study.models.checkpoint import rebuild_classifier
 from transfer_study.models.preprocessing import Preprocessing
 from transfer_study.models.transforms import build_eval_transform
+from transfer_study.models.tta import TTA_NONE, tta_probabilities
 from transfer_study.training.data import _image_loader
 from transfer_study.training.device import DeviceSettings, _device_settings
 from transfer_study.training.image_cache import select_image_cache
@@ -39,7 +40,9 @@ def evaluate_on_test(
         decoded_images: The decoded-image cache.
         split: The split table.
         settings: The ``evaluation`` parameters: ``confidence``, ``bootstrap_resamples``,
-            ``bootstrap_seed``, ``batch_size``, ``top_k``, ``device``.
+            ``bootstrap_seed``, ``batch_size``, ``top_k``, ``device``, ``tta`` (the
+            probabilities are then the mean softmax over ``transfer_study.models.tta``'s
+            views; ``none`` = one view, the photo as validated).
 
     Returns:
         Per-photo predictions (``path,sample_id,label,predicted,prob_<class>…``), the
@@ -53,8 +56,11 @@ def evaluate_on_test(
     model = model.to(device.device, memory_format=torch.channels_last)
     test = split[split["split"] == "test"].reset_index(drop=True)
     loader = _test_loader(metadata, decoded_images, split, settings.batch_size, device)
-    logits, labels = predict_logits(model, loader, device)
-    probabilities = torch.softmax(logits, dim=1).numpy()
+    if settings.tta == TTA_NONE:
+        logits, labels = predict_logits(model, loader, device)
+        probabilities = torch.softmax(logits, dim=1).numpy()
+    else:
+        probabilities, labels = _tta_probabilities(model, loader, device, settings.tta)
     predicted = probabilities.argmax(axis=1)
     y_true = labels.numpy()
     metrics = classification_metrics(
@@ -81,13 +87,34 @@ def evaluate_on_test(
     title = f"{variant} ({metadata['backbone']}): test accuracy {metrics['accuracy']:.1%}"
     figure = confusion_matrix_figure(y_true, predicted, class_names, title=title)
     logger.info(
-        "%s test accuracy %.3f [%.3f, %.3f]",
+        "%s test accuracy %.3f [%.3f, %.3f] (tta: %s)",
         metadata.get("variant"),
         metrics["accuracy"],
         metrics["accuracy_ci_low"],
         metrics["accuracy_ci_high"],
+        settings.tta,
     )
     return predictions, {k: float(v) for k, v in metrics.items()}, figure
+
+
+@torch.inference_mode()
+def _tta_probabilities(
+    model: torch.nn.Module, loader: torch.utils.data.DataLoader, device: DeviceSettings, tta: str
+) -> tuple[np.ndarray, torch.Tensor]:
+    """``predict_logits`` with test-time augmentation: each batch's mean softmax over its
+    views (made on the device, averaged in float32), with the labels, in loader order."""
+    model.eval()
+
+    def logits_of(view: torch.Tensor) -> torch.Tensor:
+        with device.autocast():
+            return model(device.to_device(view))
+
+    all_probabilities, all_labels = [], []
+    for inputs, labels in loader:
+        probabilities = tta_probabilities(logits_of, device.to_device(inputs), tta)
+        all_probabilities.append(probabilities.cpu())
+        all_labels.append(labels)
+    return torch.cat(all_probabilities).numpy(), torch.cat(all_labels)
 
 
 def _test_loader(

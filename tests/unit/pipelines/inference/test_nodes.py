@@ -19,7 +19,7 @@ from tests.helpers.photos import write_photo
 from tests.helpers.tiny_models import CLASS_NAMES, save_tiny_checkpoint, tiny_checkpoint
 from transfer_study.config import InferenceSettings
 from transfer_study.datasets.optional_dataset import OptionalDataset
-from transfer_study.inference.predictor import NotACheckpointError
+from transfer_study.inference.predictor import ImagePredictor, NotACheckpointError
 from transfer_study.models.checkpoint import rebuild_classifier
 from transfer_study.models.preprocessing import Preprocessing
 from transfer_study.models.transforms import build_eval_transform, decode_resized
@@ -66,13 +66,17 @@ def _checkpoint_file(path: Path) -> Callable[[], Any] | None:
     ).load()
 
 
-def _expected_probabilities(checkpoint: dict[str, Any], data: bytes) -> np.ndarray:
-    """Softmax of the model's logits, computed the long way from the checkpoint."""
+def _expected_probabilities(
+    checkpoint: dict[str, Any], data: bytes, *, mirrored_too: bool = False
+) -> np.ndarray:
+    """Softmax of the model's logits, computed the long way from the checkpoint; with
+    ``mirrored_too``, the mean of that and the softmax of the mirrored photo."""
     model, metadata = rebuild_classifier(checkpoint)
     spec = Preprocessing.from_dict(metadata["preprocessing"])
     image = build_eval_transform(preprocessing=spec)(decode_resized(data, preprocessing=spec))
+    views = torch.stack([image, torch.flip(image, dims=[-1])] if mirrored_too else [image])
     with torch.inference_mode():
-        return torch.softmax(model(image.unsqueeze(0)), dim=1)[0].numpy()
+        return torch.softmax(model(views), dim=1).mean(dim=0).numpy()
 
 
 # --- classify_photos ------------------------------------------------------------------
@@ -136,6 +140,43 @@ def test_top_k_null_lists_every_class_summing_to_one(tmp_path):
     top = json.loads(predictions.loc[0, "top_k"])
     assert set(top) == set(CLASS_NAMES)
     assert sum(top.values()) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_tta_flip_averages_the_softmax_of_each_photo_and_its_mirror(tmp_path):
+    checkpoint = tiny_checkpoint()
+    paths = [write_photo(tmp_path / "photos" / f"p{seed}.jpg", seed=seed) for seed in range(3)]
+    (tmp_path / "photos" / "broken.jpg").write_bytes(b"not a jpeg")
+    every_class = PARAMS.model_copy(update={"top_k": None})
+
+    plain = classify_photos(_loaders(tmp_path / "photos"), checkpoint, every_class)
+    flipped = classify_photos(
+        _loaders(tmp_path / "photos"), checkpoint, every_class.model_copy(update={"tta": "flip"})
+    )
+
+    plain, flipped = plain.set_index("path"), flipped.set_index("path")
+    assert flipped.loc["broken.jpg", "status"] == "skipped"
+    assert pd.isna(flipped.loc["broken.jpg", "predicted"])
+    for path in paths:
+        expected = _expected_probabilities(checkpoint, path.read_bytes(), mirrored_too=True)
+        row = flipped.loc[path.name]
+        probabilities = json.loads(row["top_k"])
+        assert row["predicted"] == CLASS_NAMES[int(expected.argmax())]
+        assert row["probability"] == pytest.approx(expected.max(), abs=1e-5)
+        for name, probability in probabilities.items():
+            assert probability == pytest.approx(expected[CLASS_NAMES.index(name)], abs=1e-5)
+    # The mirror counts: the averaged probabilities are not the photo's alone.
+    changed = [
+        json.loads(plain.loc[path.name, "top_k"])
+        != pytest.approx(json.loads(flipped.loc[path.name, "top_k"]), abs=1e-4)
+        for path in paths
+    ]
+    assert any(changed)
+
+
+def test_an_unknown_tta_is_refused_by_the_predictor():
+    predictor = ImagePredictor.from_checkpoint(tiny_checkpoint(), device="cpu")
+    with pytest.raises(ValueError, match="Unknown tta 'mirror'"):
+        predictor.predict([bytes], batch_size=1, tta="mirror")
 
 
 def test_batching_does_not_change_predictions(tmp_path):
