@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import mlflow.pyfunc
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -21,10 +22,12 @@ from tests.helpers.imports import third_party_imports
 from tests.helpers.photos import write_photo
 from tests.helpers.tiny_models import CLASS_NAMES, save_tiny_checkpoint, tiny_checkpoint
 from transfer_study.config import InferenceSettings
-from transfer_study.inference.predictor import NotACheckpointError
+from transfer_study.inference.predictor import ImagePredictor, NotACheckpointError
 from transfer_study.inference.pyfunc import (
     CHECKPOINT_ARTIFACT,
     IMAGE_COLUMN,
+    PATH_COLUMN,
+    ImageClassifierModel,
     image_classifier_model_kwargs,
     pinned_requirements,
 )
@@ -38,6 +41,7 @@ FRESH_PROCESS_TIMEOUT = 300
 PYFUNC_MODULE = "transfer_study.inference.pyfunc"
 # MLflow writes its own pin (mlflow==<version>) into every model's requirements.
 PINNED_BY_MLFLOW = {"mlflow"}
+HTTP_BAD_REQUEST = 400
 
 
 @pytest.fixture
@@ -100,8 +104,10 @@ def test_kwargs_pin_requirements_ship_the_code_and_describe_the_io(checkpoint_fi
     assert (Path(code_path) / "inference" / "pyfunc.py").is_file()
     assert kwargs["artifacts"] == {CHECKPOINT_ARTIFACT: str(checkpoint_file)}
     signature = kwargs["signature"]
-    assert signature.inputs.input_names() == [IMAGE_COLUMN]
-    assert signature.inputs.input_types() == [DataType.binary]
+    assert signature.inputs.input_names() == [IMAGE_COLUMN, PATH_COLUMN]
+    assert signature.inputs.input_types() == [DataType.binary, DataType.string]
+    # Either column may be sent (over REST, MLflow base64-decodes every `image` value).
+    assert signature.inputs.required_input_names() == []
     assert signature.outputs.input_names() == PREDICTION_COLUMNS + [
         f"prob_{name}" for name in CLASS_NAMES
     ]
@@ -164,6 +170,57 @@ def test_saved_model_predicts_paths_and_bytes_like_the_inference_pipeline(saved_
     assert probabilities.sum(axis=1).tolist() == pytest.approx([1.0] * 3, abs=1e-5)
 
 
+def test_the_path_column_and_rows_mixing_both_columns_predict_like_the_image_column(
+    saved_model, photos
+):
+    model = mlflow.pyfunc.load_model(str(saved_model))
+    files = sorted(photos.iterdir())
+    expected = _pipeline_predictions(photos)
+
+    from_paths = model.predict(pd.DataFrame({PATH_COLUMN: [str(path) for path in files]}))
+    # One value per row; `""` in `image` is what a REST request mixing both columns sends.
+    mixed = pd.DataFrame(
+        {
+            IMAGE_COLUMN: [path.read_bytes() if n % 2 else b"" for n, path in enumerate(files)],
+            PATH_COLUMN: [None if n % 2 else str(path) for n, path in enumerate(files)],
+        }
+    )
+    from_both = model.predict(mixed)
+
+    _assert_same_predictions(from_paths, expected)
+    _assert_same_predictions(from_both, expected)
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ({IMAGE_COLUMN: [None], PATH_COLUMN: [None]}, "Row 0: no image given"),
+        ({IMAGE_COLUMN: [b""], PATH_COLUMN: [""]}, "Row 0: no image given"),
+        ({IMAGE_COLUMN: [b"\xff\xd8"], PATH_COLUMN: ["p0.jpg"]}, "Row 0: both 'image' and 'path'"),
+        ({PATH_COLUMN: [b"\xff\xd8"]}, "Row 0: expected a file path in 'path', got bytes"),
+    ],
+)
+def test_a_row_without_exactly_one_image_is_refused_clearly(saved_model, row, message):
+    model = mlflow.pyfunc.load_model(str(saved_model))
+    with pytest.raises(ValueError, match=re.escape(message)) as raised:
+        model.predict(pd.DataFrame(row))
+    # An MlflowException too, so that a served model answers 400 with this message.
+    assert raised.value.get_http_status_code() == HTTP_BAD_REQUEST
+
+
+def test_the_python_model_also_takes_one_unnamed_column_a_series_or_a_list(saved_model, photos):
+    # Unwrapped, without MLflow's schema enforcement (which keeps only named columns).
+    python_model = mlflow.pyfunc.load_model(str(saved_model)).unwrap_python_model()
+    assert isinstance(python_model, ImageClassifierModel)
+    files = [str(path) for path in sorted(photos.iterdir())]
+    expected = _pipeline_predictions(photos)
+
+    for model_input in (pd.DataFrame({"photo": files}), pd.Series(files), files):
+        _assert_same_predictions(python_model.predict(None, model_input), expected)
+    with pytest.raises(ValueError, match="Expected a DataFrame with an 'image' column"):
+        python_model.predict(None, pd.DataFrame({"a": files, "b": files}))
+
+
 def test_model_config_sets_top_k_at_load_time(saved_model, photos):
     model = mlflow.pyfunc.load_model(str(saved_model), model_config={"top_k": 1})
     predictions = model.predict(pd.DataFrame({IMAGE_COLUMN: [str(photos / "p0.jpg")]}))
@@ -208,3 +265,16 @@ def test_a_fresh_process_loads_the_saved_model_and_predicts_like_the_pipeline(
     # The package came from the model's code_paths, not from this checkout.
     assert Path(output["package"]).is_relative_to(saved_model / "code")
     _assert_same_predictions(pd.DataFrame(output["predictions"]), _pipeline_predictions(photos))
+
+
+def test_model_config_sets_test_time_augmentation_like_the_pipeline(saved_model, photos):
+    files = [str(path) for path in sorted(photos.iterdir())]
+    plain = mlflow.pyfunc.load_model(str(saved_model))
+    flipped = mlflow.pyfunc.load_model(str(saved_model), model_config={"tta": "flip"})
+    with_flip = flipped.predict(pd.DataFrame({IMAGE_COLUMN: files}))
+    predictor = ImagePredictor.from_checkpoint(tiny_checkpoint(), device="cpu")
+    expected = predictor.predict([Path(f).read_bytes for f in files], batch_size=32, tta="flip")
+    probabilities = [c for c in with_flip.columns if c.startswith("prob_")]
+    assert np.allclose(with_flip[probabilities], expected[probabilities], atol=1e-6, equal_nan=True)
+    without = plain.predict(pd.DataFrame({IMAGE_COLUMN: files}))
+    assert not np.allclose(without[probabilities], with_flip[probabilities], equal_nan=True)
