@@ -12,7 +12,7 @@ from transfer_study.pipelines.variant_template import (
 )
 
 # Pipelines that a plain `kedro run` leaves out: they are run by name.
-_RUN_BY_NAME_ONLY = ("demo_data", "data_size_ablation", "inference", "export")
+_RUN_BY_NAME_ONLY = ("demo_data", "data_size_ablation", "inference")
 
 
 def register_pipelines() -> dict[str, Pipeline]:
@@ -20,10 +20,11 @@ def register_pipelines() -> dict[str, Pipeline]:
 
     Returns:
         A mapping from pipeline names to ``Pipeline`` objects. ``__default__`` is the
-        study; the demo-data generator, the data-size ablation, inference and the ONNX
-        export are only run by name. The ablation runs after data processing and the
-        embedding step of the study, whose near-copy check every cell waits for (through
-        the learning rates the study's own nodes choose, which read the checked split).
+        study, with its registration and ONNX export; the demo-data generator, the
+        data-size ablation and inference are only run by name. The ablation runs after
+        data processing and the embedding step of the study, whose near-copy check every
+        cell waits for (through the learning rates the study's own nodes choose, which
+        read the checked split).
     """
     # `kedro run --pipeline=<name>` makes find_pipelines load only the named pipelines
     # (Kedro ≥ 1.7), so data processing is built here rather than looked up.

@@ -20,6 +20,7 @@ from tests.helpers.kedro_project import (
     run_pipeline,
 )
 from tests.helpers.photos import write_photo_folder
+from transfer_study.tracking.registry import RegistryConflictError
 
 pytestmark = pytest.mark.slow
 
@@ -129,14 +130,14 @@ def test_default_run_trains_three_variants_and_writes_the_comparison(project: Pa
     assert "frozen" in report and "## Paired differences" in report
     assert (reporting / "variant_comparison.png").stat().st_size > 0
 
-    # Run by name after the study: the variant chosen on validation, exported to ONNX and
-    # checked on every test photo.
-    assert not (reporting / "onnx_export.json").exists()
-    run_pipeline(project, {**TINY_DEMO, **TINY_TRAINING}, pipeline_name="export")
+    # The run ends with the variant chosen on validation exported to ONNX beside its
+    # checkpoint, checked on every test photo, and registered as the champion.
     export = json.loads((reporting / "onnx_export.json").read_text())
     selected = comparison.loc[comparison["selected"], "variant"].iloc[0]
     assert export["exported"] and export["variant"] == selected and export["passed"]
-    assert [p.name for p in (project / "data/06_models/onnx").iterdir()] == [f"{selected}.onnx"]
+    models = project / "data/06_models"
+    assert [p.relative_to(models) for p in models.rglob("*.onnx")] == [Path(selected, "model.onnx")]
+    _assert_registered_as_champion(project, selected)
 
     split = pd.read_csv(project / "data/05_model_input/split.csv")
     n_test = (split["split"] == "test").sum()
@@ -163,6 +164,41 @@ def test_default_run_trains_three_variants_and_writes_the_comparison(project: Pa
             assert (reporting / variant / figure).stat().st_size > 0
         assert (project / f"data/06_models/{variant}/model.pt").stat().st_size > 0
     assert len(list((project / "data/04_feature/backbone_features").glob("*.pt"))) == 1
+
+
+def _assert_registered_as_champion(project: Path, selected: str) -> None:
+    """The chosen variant is the registry's champion, tagged with its split, and
+    classifying through ``models:/<name>@champion`` gives its checkpoint's answers."""
+    name = "transfer-study-efficientnet_lite0"
+    champion = mlflow.MlflowClient().get_model_version_by_alias(name, "champion")
+    summary_file = project / f"data/08_reporting/{selected}/training_summary.json"
+    assert champion.tags["variant"] == selected
+    assert (
+        champion.tags["split_fingerprint"]
+        == json.loads(summary_file.read_text())["split_fingerprint"]
+    )
+    assert {"test_accuracy", "test_accuracy_ci", "val_metric", "backbone"} <= set(champion.tags)
+    photos = project / "data/01_raw/demo_fragments"
+    predictions = project / "data/07_model_output/predictions.csv"
+    answers = []
+    for model in (f"models:/{name}@champion", str(project / f"data/06_models/{selected}/model.pt")):
+        params = {**TINY_DEMO, "inference.model": model, "inference.photos": str(photos)}
+        run_pipeline(project, params, pipeline_name="inference")
+        answers.append(pd.read_csv(predictions))
+    assert (answers[0]["status"] == "ok").all()
+    pd.testing.assert_frame_equal(answers[0], answers[1])
+
+
+def test_a_registry_name_of_another_class_list_is_refused_before_any_training(project: Path):
+    run_pipeline(project, TINY_DEMO, pipeline_name="demo_data")
+    mlflow.MlflowClient().create_registered_model(
+        "fragments", tags={"backbone": "efficientnet_lite0", "class_names": '["cat", "dog"]'}
+    )
+    params = {**TINY_DEMO, **TINY_TRAINING, "registry.name": "fragments"}
+    with pytest.raises(RegistryConflictError, match=r'class_names \["cat", "dog"\] there'):
+        run_pipeline(project, params)
+    assert not list((project / "data/06_models").rglob("model.pt"))
+    assert not (project / "data/04_feature").exists()
 
 
 def test_cross_validation_writes_each_fold_and_pools_them_under_nested_runs(project: Path):

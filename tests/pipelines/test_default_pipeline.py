@@ -1,6 +1,6 @@
 """``__default__`` (what a plain ``kedro run`` runs) on ``SequentialRunner``: data processing,
-training and reporting wired into one study, run in memory on demo photos; the ONNX export
-(run by name) reads what the study writes."""
+the registry target, training, reporting and the ONNX export wired into one study, run in
+memory on demo photos."""
 
 from __future__ import annotations
 
@@ -12,11 +12,18 @@ from kedro.pipeline import Pipeline
 from tests.helpers.in_memory_runs import run_in_memory
 from tests.helpers.parameters import TINY_TRAINING, project_parameters
 from tests.helpers.photos import encoded_photos
-from transfer_study.pipelines import data_processing, demo_data, export, reporting, training
+from transfer_study.pipelines import (
+    data_processing,
+    demo_data,
+    export,
+    registry,
+    reporting,
+    training,
+)
 from transfer_study.pipelines.variant_template import VARIANTS
 
 TINY_DEMO = {"demo_data.n_samples": 16, "demo_data.n_angles": 2, "demo_data.image_size": 32}
-STUDY_PACKAGES = (data_processing, training, reporting)
+STUDY_PACKAGES = (data_processing, registry, training, reporting, export)
 
 
 def _names(pipeline: Pipeline) -> set[str]:
@@ -54,6 +61,9 @@ def test_the_study_needs_only_the_photo_folder_and_parameters(default):
 
 def test_each_stage_reads_what_the_previous_one_writes():
     processed = data_processing.create_pipeline().all_outputs()
+    checked = registry.create_pipeline()  # the split goes through it to the study
+    assert {"split", "params:registry"} <= checked.inputs()
+    processed |= {"study_split"} & checked.all_outputs()
     trained = training.create_pipeline()
     assert {n for n in trained.inputs() if not n.startswith("params:")} <= processed
     compared = reporting.create_pipeline()

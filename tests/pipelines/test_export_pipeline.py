@@ -62,7 +62,7 @@ def test_the_variant_chosen_on_validation_is_exported_and_matches_pytorch():
     assert set(outputs["onnx_models"]) == {"finetune"}
     record = outputs["onnx_export"]
     assert record["exported"] and record["variant"] == "finetune"
-    assert record["file"] == "data/06_models/onnx/finetune.onnx"
+    assert record["file"] == "data/06_models/finetune/model.onnx"
     assert record["photos"] == N_TEST and record["passed"]
     props = {
         p.key: p.value

@@ -22,7 +22,7 @@ from transfer_study.pipelines.variant_template import VARIANTS, embedding_pipeli
 
 PIPELINES_DIR = REPO_ROOT / "src" / "transfer_study" / "pipelines"
 PIPELINES_MODULE = "transfer_study.pipelines"
-RUN_BY_NAME_ONLY = ("demo_data", "data_size_ablation", "inference", "export")
+RUN_BY_NAME_ONLY = ("demo_data", "data_size_ablation", "inference")
 
 
 def _packages() -> list[str]:
@@ -60,6 +60,7 @@ def test_every_pipeline_package_and_default_are_registered(registered_pipelines)
         "training",
         "reporting",
         "export",
+        "registry",
         "data_size_ablation",
         "demo_data",
         "inference",
@@ -77,7 +78,7 @@ def test_a_registered_pipeline_is_its_packages_create_pipeline(registered_pipeli
 
 
 def test_default_is_the_sum_of_the_study_pipelines(registered_pipelines):
-    study = ("data_processing", "training", "reporting")
+    study = ("data_processing", "registry", "training", "reporting", "export")
     assert _names(registered_pipelines["__default__"]) == set().union(
         *(_names(registered_pipelines[name]) for name in study)
     )

@@ -12,6 +12,7 @@ from .data import ModelSettings, RawImagesSettings, SplitSettings
 from .errors import ParameterError, parse_settings
 from .export import ExportSettings
 from .inference import InferenceSettings
+from .registry import RegistrySettings
 from .training import (
     Augmentation,
     EvaluationSettings,
@@ -34,6 +35,7 @@ __all__ = [
     "ModelSettings",
     "ParameterError",
     "RawImagesSettings",
+    "RegistrySettings",
     "ReportSettings",
     "Settings",
     "SplitSettings",

@@ -20,6 +20,7 @@ from .data import ModelSettings, RawImagesSettings, SplitSettings
 from .errors import Locate, ParameterError, Problem, parameter_message, problems_from
 from .export import ExportSettings
 from .inference import InferenceSettings
+from .registry import RegistrySettings
 from .training import (
     EvaluationSettings,
     TrainingSettings,
@@ -39,6 +40,7 @@ PARAMETER_BLOCKS: dict[str, type[BaseModel]] = {
     "data_size_ablation": AblationSettings,
     "inference": InferenceSettings,
     "export": ExportSettings,
+    "registry": RegistrySettings,
     "demo_data": DemoConfig,
 }
 

@@ -38,6 +38,9 @@ TRAINING_DEFAULTS = "params:training_defaults"
 SHARED_PARAMETERS = ("params:model", "params:evaluation", TRAINING_DEFAULTS)
 # The split after the near-copy check: what every variant trains and is evaluated on.
 CHECKED_SPLIT = "checked_split"
+# The split once the registry target is checked (the registry pipeline): what the study,
+# unlike the ablation, embeds and trains on, so no study training starts before it.
+STUDY_SPLIT = "study_split"
 
 
 def bound(func: Callable, name: str, **values: Any) -> Callable:

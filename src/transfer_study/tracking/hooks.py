@@ -11,8 +11,10 @@ Design:
   belong to the parent run. A namespace inside another that has nodes of its own (a
   cross-validation fold ``fold_0`` around ``fold_0.frozen``) is nested in that one's run.
 * What a dataset contributes to a run is declared in the catalog, in the dataset's
-  ``metadata.mlflow`` (``artifact``, ``metrics``, ``history``, ``summary`` or ``model``),
-  so nodes never call MLflow and adding a logged output is a catalog edit.
+  ``metadata.mlflow`` (``artifact``, ``metrics``, ``history``, ``summary``, ``model``,
+  or for the Model Registry ``registry_check`` and ``register``: see
+  ``tracking.registration``), so nodes never call MLflow and adding a logged output is
+  a catalog edit.
 * Every call goes through ``MlflowClient`` with an explicit run id, never through
   MLflow's thread-local "active run": nodes may run in other threads or processes,
   and a run id cannot be confused with another namespace's run.
@@ -48,6 +50,7 @@ from mlflow.utils.git_utils import get_git_commit
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
 from transfer_study.tracking.model_logging import log_trained_model
+from transfer_study.tracking.registration import RegistrationHandlers
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +94,7 @@ def _chunks(items: list, size: int) -> Iterable[list]:
         yield items[start : start + size]
 
 
-class ChildRunHook:
+class ChildRunHook(RegistrationHandlers):
     """Creates, fills and closes one nested MLflow run per namespaced training."""
 
     def __init__(self) -> None:
@@ -104,6 +107,7 @@ class ChildRunHook:
         self._previous_handlers: dict[int, Any] = {}
         self._namespaces_with_runs: set[str] = set()
         self._diverged: set[str] = set()
+        self._logged_models: dict[str, tuple[str, str]] = {}  # namespace → (uri, run id)
 
     # ------------------------------------------------------------------ pipeline
     @hook_impl(trylast=True)  # after kedro-mlflow's hook has opened the parent run
@@ -117,6 +121,7 @@ class ChildRunHook:
         self._catalog = catalog
         self._pending_nodes, self._unsaved_outputs = {}, {}
         self._diverged = set()
+        self._logged_models = {}
         own = {node.namespace for node in pipeline.nodes if node.namespace}
         for node in pipeline.nodes:
             # A namespace's run lasts until its own nodes and those of the namespaces
@@ -225,7 +230,7 @@ class ChildRunHook:
         if handler is None:
             raise ValueError(
                 f"Catalog entry '{dataset_name}': unknown metadata.mlflow key '{kind}' "
-                "(use artifact, metrics, history, summary or model)."
+                "(use artifact, metrics, history, summary, model, registry_check or register)."
             )
         handler(run_id, data, options or {}, dataset_name)
 
@@ -294,7 +299,8 @@ class ChildRunHook:
 
     def _log_model(self, run_id: str, data: Mapping, options: Mapping, name: str) -> None:
         with tempfile.TemporaryDirectory() as folder:
-            log_trained_model(run_id, data, Path(folder), **options)
+            uri = log_trained_model(run_id, data, Path(folder), **options)
+        self._logged_models[_namespace(name) or ""] = (uri, run_id)
 
     # ------------------------------------------------------------------ runs
     @property

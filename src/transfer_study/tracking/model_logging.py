@@ -26,7 +26,7 @@ def _example_input(metadata: Mapping[str, Any]) -> np.ndarray:
 
 def log_trained_model(
     run_id: str, checkpoint: Mapping[str, Any], folder: Path, *, pyfunc: bool = True
-) -> None:
+) -> str:
     """Logs ``checkpoint`` to ``run_id`` as ``model`` (``mlflow.pytorch``) and, with
     ``pyfunc``, as ``image_classifier`` (a pyfunc that takes image files or bytes).
 
@@ -35,6 +35,10 @@ def log_trained_model(
         checkpoint: As made by ``make_checkpoint``.
         folder: A scratch folder for the checkpoint file the pyfunc model packs.
         pyfunc: Also log the image-classifier pyfunc model.
+
+    Returns:
+        The URI of the model to register (``models:/<model_id>``): the pyfunc, which
+        classifies image files, or the ``mlflow.pytorch`` model without it.
     """
     model, metadata = rebuild_classifier(checkpoint)
     example = _example_input(metadata)
@@ -43,7 +47,7 @@ def log_trained_model(
     # Pickled module with this package's source alongside (code_paths): loading needs
     # only the pinned requirements. The weights-only checkpoint inside the pyfunc model
     # is the format for long-term storage (docs/checkpoints.md).
-    mlflow.pytorch.log_model(
+    logged = mlflow.pytorch.log_model(
         model,
         name="model",
         run_id=run_id,
@@ -58,10 +62,11 @@ def log_trained_model(
         checkpoint_file = folder / "model.pt"
         torch.save(dict(checkpoint), checkpoint_file)
         # mlflow.pyfunc.log_model has no run_id argument; Model.log is what it calls.
-        Model.log(
+        logged = Model.log(
             artifact_path=None,
             name="image_classifier",
             flavor=mlflow.pyfunc,
             run_id=run_id,
             **image_classifier_model_kwargs(checkpoint_file),
         )
+    return logged.model_uri

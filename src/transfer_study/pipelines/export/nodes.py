@@ -58,7 +58,7 @@ def export_to_onnx(
     record = {
         "exported": True,
         "variant": variant,
-        "file": f"data/06_models/onnx/{variant}.onnx",
+        "file": f"data/06_models/{variant}/model.onnx",
         "megabytes": round(len(model) / 1e6, 2),
         "export_seconds": round(exported - started, 1),
         "check_seconds": round(time.perf_counter() - exported, 1),

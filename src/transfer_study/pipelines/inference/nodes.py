@@ -10,8 +10,13 @@ import pandas as pd
 from kedro.io.core import DatasetError
 
 from transfer_study.config import InferenceSettings, ParameterError
-from transfer_study.evaluation.diverged import is_diverged
 from transfer_study.images import is_hidden_or_system_file
+from transfer_study.inference.model_choice import (
+    MODEL_BEST,
+    accuracy_note,
+    best_variant,
+    unknown_model,
+)
 from transfer_study.inference.predictor import (
     HOW_TO_GET_A_CHECKPOINT,
     PREDICTION_COLUMNS,
@@ -24,16 +29,6 @@ from transfer_study.inference.predictor import (
 
 logger = logging.getLogger(__name__)
 
-MODEL_BEST = "best"
-_COMPARISON_COLUMNS = {"variant", "accuracy", "selected"}
-_HOW_TO_TRAIN = (
-    "train the variants first with `kedro run` (for the demo photos, run "
-    "`kedro run --pipeline=demo_data` before it)"
-)
-_HOW_TO_NAME_A_MODEL = (
-    "name one with `kedro run --pipeline=inference --params=inference.model=<variant or "
-    "path/to/model.pt>`"
-)
 _HOW_TO_POINT_AT_PHOTOS = (
     "Point the pipeline at a folder of photos with "
     "`kedro run --pipeline=inference --params=inference.photos=/path/to/photos`."
@@ -56,7 +51,8 @@ def select_model(
         checkpoint_file: Loads the file that ``inference.model`` names; ``None`` when it
             names no existing file.
         params: The ``inference`` parameters. ``model`` is ``best`` (the variant the
-            comparison chose on validation), a variant, or a checkpoint path.
+            comparison chose on validation), a variant, a checkpoint path, or an MLflow
+            model URI (``models:/<name>@champion``).
 
     Returns:
         The checkpoint, as made by ``make_checkpoint``.
@@ -69,20 +65,15 @@ def select_model(
     choice = params.model
     models = dict(trained_models or {})
     if choice == MODEL_BEST:
-        variant = _best_variant(models, comparison)
+        variant = best_variant(models, comparison)
     elif choice in models:
         variant = choice
     elif checkpoint_file is not None:
-        logger.info("Classifying with the checkpoint file '%s'", choice)
+        logger.info("Classifying with the checkpoint '%s'", choice)
         return _load_checkpoint_file(checkpoint_file, choice)
     else:
-        trained = ", ".join(sorted(models)) or "none yet"
-        raise ParameterError(
-            f"inference.model='{choice}' is neither '{MODEL_BEST}', a trained variant "
-            f"({trained}) nor an existing checkpoint file; {_HOW_TO_NAME_A_MODEL} (a "
-            "checkpoint path must be given with --params: the catalog reads it from there)."
-        )
-    logger.info("Classifying with variant '%s' (%s)", variant, _accuracy_note(variant, comparison))
+        raise unknown_model(choice, models)
+    logger.info("Classifying with variant '%s' (%s)", variant, accuracy_note(variant, comparison))
     return check_checkpoint(models[variant](), source=f"The checkpoint of variant '{variant}'")
 
 
@@ -102,7 +93,7 @@ def classify_photos(
             when the folder is missing or empty.
         checkpoint: The model, from ``select_model``.
         params: The ``inference`` parameters: ``photos`` (the folder, for messages),
-            ``top_k``, ``batch_size``, ``device``.
+            ``top_k``, ``batch_size``, ``device``, ``tta``.
 
     Returns:
         One row per file, sorted by path: ``path``, ``predicted``, ``probability``,
@@ -123,51 +114,13 @@ def classify_photos(
         [_reader(photos[path]) for path in files],
         batch_size=params.batch_size,
         top_k=params.top_k,
+        tta=params.tta,
     )
     predictions = pd.concat(
         [pd.Series(files, name="path"), table[list(PREDICTION_COLUMNS)]], axis=1
     )
     log_outcome(predictions, params.photos)
     return predictions
-
-
-def _best_variant(models: Mapping[str, Any], comparison: pd.DataFrame | None) -> str:
-    if not models:
-        raise ParameterError(
-            f"No trained model to pick the best of: {_HOW_TO_TRAIN}, or {_HOW_TO_NAME_A_MODEL}."
-        )
-    if comparison is None or comparison.empty or not set(comparison) >= _COMPARISON_COLUMNS:
-        raise ParameterError(
-            "No variant comparison to pick the best model from: run the whole study with "
-            f"`kedro run`, or {_HOW_TO_NAME_A_MODEL} (trained: {', '.join(sorted(models))})."
-        )
-    chosen = comparison.loc[comparison["selected"].astype(bool), "variant"]  # on validation
-    if chosen.empty:
-        raise ParameterError(
-            "The last comparison chose no variant: none converged within its training cap "
-            "without diverging (variant_comparison.md says which did what). Raise max_images "
-            f"or lower the lr and re-run the study, or {_HOW_TO_NAME_A_MODEL}."
-        )
-    variant = str(chosen.iloc[0])
-    if variant not in models:
-        raise ParameterError(
-            f"The last comparison's best variant '{variant}' has no trained model (trained: "
-            f"{', '.join(sorted(models))}): re-run the study with `kedro run`, or "
-            f"{_HOW_TO_NAME_A_MODEL}."
-        )
-    return variant
-
-
-def _accuracy_note(variant: str, comparison: pd.DataFrame | None) -> str:
-    if comparison is None or not set(comparison) >= _COMPARISON_COLUMNS:
-        return "no comparison to quote"
-    rows = comparison.loc[comparison["variant"] == variant]
-    if rows.empty:
-        return "not in the last comparison"
-    if is_diverged(rows.iloc[0]):  # named explicitly: never chosen as the best
-        logger.warning("Variant '%s' diverged: its model is an early checkpoint.", variant)
-        return "diverged: no result to quote"
-    return f"test accuracy {rows['accuracy'].iloc[0]:.3f}"
 
 
 def _load_checkpoint_file(load: Callable[[], Any], path: str) -> Mapping[str, Any]:

@@ -15,6 +15,7 @@ from kedro.pipeline import Node, Pipeline
 
 from transfer_study.pipelines.configured import configured_folds
 from transfer_study.pipelines.variant_template import (
+    STUDY_SPLIT,
     VARIANTS,
     bound,
     embedding_pipeline,
@@ -70,7 +71,7 @@ def _fold_pipeline(fold: int, folds: int) -> Pipeline:
     return Pipeline(
         study,
         namespace=fold_namespace(fold),
-        inputs={"study_split": "split", **{name: name for name in _SHARED_BY_FOLDS}},
+        inputs={"study_split": STUDY_SPLIT, **{name: name for name in _SHARED_BY_FOLDS}},
         parameters={name: name for name in study.inputs() if name.startswith("params:")},
     )
 
@@ -127,4 +128,4 @@ def create_pipeline(**kwargs) -> Pipeline:
     folds = configured_folds()
     if folds:
         return cross_validation_pipeline(folds)
-    return Pipeline([_estimate(None)]) + _study()
+    return Pipeline([_estimate(None)]) + Pipeline(_study(), inputs={"split": STUDY_SPLIT})
