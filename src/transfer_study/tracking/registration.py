@@ -24,10 +24,12 @@ REGISTRATION_FILE = "model_registration.json"
 
 
 class RegistrationHandlers:
-    """Mixed into ``ChildRunHook``, which provides ``_client`` and ``_logged_models``
-    (namespace → the URI and run of the model logged from its ``<namespace>.model``)."""
+    """Mixed into ``ChildRunHook``, which provides ``_client``, ``_base_tags`` and
+    ``_logged_models`` (namespace → the URI and run of the model logged from its
+    ``<namespace>.model``)."""
 
     _logged_models: dict[str, tuple[str, str]]
+    _base_tags: dict[str, str]  # every run's tags: the pipeline and the git commit
     _client: mlflow.MlflowClient
 
     def _log_registry_check(self, run_id: str, data: Mapping, options: Mapping, name: str) -> None:
@@ -57,6 +59,9 @@ class RegistrationHandlers:
             )
             return
         uri, model_run_id = logged
+        commit = self._base_tags.get("git_commit")
+        if commit:
+            data = {**data, "tags": {**data.get("tags", {}), "git_commit": commit}}
         try:
             outcome = register_version(
                 self._client,

@@ -84,11 +84,13 @@ def _hook_with_logged_model(
 def test_register_registers_the_chosen_variant_and_records_it_in_the_run(tracking):
     client, experiment_id, parent_id = tracking
     hook, model_run_id = _hook_with_logged_model(experiment_id)
+    hook._base_tags = {"pipeline": "__default__", "git_commit": "0123abc"}
 
     hook._log_register(parent_id, _chosen(), {}, "model_registration")
 
     version = client.get_model_version_by_alias(NAME, "champion")
     assert int(version.version) == 1
+    assert version.tags["git_commit"] == "0123abc" and version.tags["variant"] == "frozen"
     assert version.run_id == model_run_id  # the run that logged the model, not the parent
     assert version.source == hook._logged_models["frozen"][0]
     assert client.get_run(parent_id).data.tags["registered_model"] == f"{NAME}/1"
