@@ -198,7 +198,7 @@ def test_a_registry_name_of_another_class_list_is_refused_before_any_training(pr
     with pytest.raises(RegistryConflictError, match=r'class_names \["cat", "dog"\] there'):
         run_pipeline(project, params)
     assert not list((project / "data/06_models").rglob("model.pt"))
-    assert not (project / "data/04_feature").exists()
+    assert not (project / "data/04_feature/backbone_features").exists()
 
 
 def test_cross_validation_writes_each_fold_and_pools_them_under_nested_runs(project: Path):

@@ -14,7 +14,6 @@ from tests.helpers.parameters import TINY_TRAINING, project_parameters
 from tests.helpers.photos import write_photo_folder
 from transfer_study.datasets import PhotoFolderDataset
 from transfer_study.pipelines import data_processing
-from transfer_study.pipelines import registry as registry_pipeline
 from transfer_study.pipelines import reporting as reporting_pipeline
 from transfer_study.pipelines.data_processing import pipeline as data_processing_module
 from transfer_study.pipelines.training.pipeline import cross_validation_pipeline
@@ -32,11 +31,7 @@ def outputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         # As if conf/local/parameters.yml said split.folds: 3.
         patch.setattr(data_processing_module, "configured_folds", lambda: FOLDS)
         processing = data_processing.create_pipeline()
-    study = (
-        registry_pipeline.create_pipeline()
-        + cross_validation_pipeline(FOLDS)
-        + reporting_pipeline.create_pipeline()
-    )
+    study = cross_validation_pipeline(FOLDS) + reporting_pipeline.create_pipeline()
     pipeline = processing + study
     parameters = project_parameters({**OVERRIDES, "raw_images.path": str(photos)}, pipeline)
     return run_in_memory(
@@ -55,8 +50,7 @@ def test_each_fold_is_a_namespace_holding_the_embedding_check_and_every_variant(
         "decoded_images",
         "preprocessing",
         "sample_grouping",
-        "split",  # the time estimate's
-        "study_split",  # the split once the registry target is checked: what folds split
+        "split",
     }
 
 

@@ -1,7 +1,7 @@
-"""The registry pipeline on ``SequentialRunner``: the split in, the study's split and the
-registry target out before training; the comparison in, the variant to register out.
-The MLflow side (refusing a conflicting name, registering) is the hook's: see
-tests/unit/tracking/test_registration.py and the end-to-end study run."""
+"""The registry pipeline on ``SequentialRunner``: the comparison and the registry target
+(resolved by the training pipeline's ``resolve_registry_target_node``) in, the variant to
+register out. The MLflow side (refusing a conflicting name, registering) is the hook's:
+see tests/unit/tracking/test_registration.py and the end-to-end study run."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ import pytest
 
 from tests.helpers.in_memory_runs import run_in_memory
 from tests.helpers.parameters import project_parameters
+from transfer_study.config import ModelSettings, RegistrySettings
 from transfer_study.pipelines.registry import create_pipeline
+from transfer_study.pipelines.variant_nodes import resolve_registry_target
 from transfer_study.pipelines.variant_template import VARIANTS
 
 SPLIT = pd.DataFrame(
@@ -38,25 +40,31 @@ def _comparison(selected: str | None) -> pd.DataFrame:
     )
 
 
-def _run(selected: str | None, **params: object) -> dict:
+def _target(**registry: object) -> dict:
+    params = project_parameters({f"registry.{k}": v for k, v in registry.items()})
+    settings = RegistrySettings.model_validate(params["params:registry"])
+    model = ModelSettings.model_validate(params["params:model"])
+    split, target = resolve_registry_target(SPLIT, settings, model)
+    assert split is SPLIT  # handed on unchanged: the study trains on it
+    return target
+
+
+def _run(selected: str | None, **registry: object) -> dict:
     pipeline = create_pipeline()
     summaries = {
         f"{variant}.training_summary": {"split_fingerprint": "f00d", "seed": i}
         for i, variant in enumerate(VARIANTS)
     }
     inputs = {
-        "split": SPLIT,
+        "registry_target": _target(**registry),
         "variant_comparison": _comparison(selected),
         **summaries,
-        **project_parameters({f"registry.{k}": v for k, v in params.items()}, pipeline),
     }
     return run_in_memory(pipeline, inputs)
 
 
-def test_the_target_is_named_from_the_backbone_and_the_split_passes_unchanged():
-    outputs = _run("finetune")
-    assert outputs["study_split"] is SPLIT or outputs["study_split"].equals(SPLIT)
-    assert outputs["registry_target"] == {
+def test_the_target_is_named_from_the_backbone_and_lists_the_classes_in_output_order():
+    assert _target() == {
         "register": True,
         "name": "transfer-study-efficientnet_lite0",
         "backbone": "efficientnet_lite0",

@@ -41,9 +41,7 @@ PER_VARIANT_OUTPUTS = (
     "lr_range_test",
     "seed_models",
 )
-# study_split: the split once the registry target is checked, what the study trains on;
-# split: what the time estimate reads.
-STUDY_INPUTS = {"decoded_images", "split", "study_split", "preprocessing", "sample_grouping"}
+STUDY_INPUTS = {"decoded_images", "split", "preprocessing", "sample_grouping"}
 OVERRIDES = {
     **TINY_TRAINING,
     **{f"{variant}.max_images": 8 * n for variant, n in STEPS.items()},
@@ -79,11 +77,7 @@ def study_inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         pipeline, {**parameters, "raw_images": PhotoFolderDataset(path=str(photos))}
     )
     # checked_split: what the near-copy check hands on, for runs of one namespace only.
-    split = processed["split"]
-    return {name: processed[name] for name in STUDY_INPUTS - {"study_split"}} | {
-        "study_split": split,
-        "checked_split": split,
-    }
+    return {name: processed[name] for name in STUDY_INPUTS} | {"checked_split": processed["split"]}
 
 
 @pytest.fixture(scope="module")
@@ -140,6 +134,7 @@ def test_variants_share_the_study_inputs_and_write_namespaced_outputs():
     expected = {f"{v}.{name}" for v in VARIANTS for name in PER_VARIANT_OUTPUTS}
     settings = {f"{v}.training_settings" for v in VARIANTS} | {"embedding_settings"}
     shared = {"backbone_features", "study_time_estimate", "checked_split", "grouping"}
+    shared |= {"study_split", "registry_target"}  # the split once the registry is checked
     probe = {"finetune.probe_head"}  # fine-tune's head, probed on the cached features
     assert pipeline.all_outputs() == expected | settings | shared | probe
     for variant in VARIANTS:

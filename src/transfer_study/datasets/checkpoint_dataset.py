@@ -18,16 +18,12 @@ from kedro.io.core import AbstractDataset, DatasetError
 from mlflow.exceptions import MlflowException
 from mlflow.models import Model
 
+from transfer_study.inference.model_choice import is_mlflow_model_uri
+
 from .torch_dataset import TorchDataset
 
-MLFLOW_MODEL_SCHEMES = ("models:/", "runs:/")
 _PYFUNC = "python_function"
 _CHECKPOINT_ARTIFACT = "checkpoint"  # inference.pyfunc.CHECKPOINT_ARTIFACT
-
-
-def is_mlflow_model_uri(filepath: str) -> bool:
-    """Whether ``filepath`` names an MLflow model rather than a file."""
-    return filepath.startswith(MLFLOW_MODEL_SCHEMES)
 
 
 class CheckpointDataset(AbstractDataset[None, Any]):

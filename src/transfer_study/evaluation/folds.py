@@ -9,6 +9,7 @@ weights every sample equally whatever its fold's size.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import statistics
 from collections.abc import Mapping, Sequence
@@ -113,6 +114,8 @@ def pool_summaries(summaries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     ]
     return {
         **{k: v for k, v in first.items() if k not in ("seeds", "split_fingerprint")},
+        # The folds' splits together: what a registered model's champion rule compares.
+        "split_fingerprint": _combined_fingerprint(summaries),
         "folds": len(summaries),
         "n_images": int(sum(s["n_images"] for s in summaries)),
         "lr": _median([s["lr"] for s in summaries]),
@@ -153,3 +156,11 @@ def best_fold(summaries: Sequence[Mapping[str, Any]]) -> int:
         range(len(summaries)),
         key=lambda f: (not summaries[f].get("diverged", False), summaries[f]["best_val_metric"]),
     )
+
+
+def _combined_fingerprint(summaries: list[dict[str, Any]]) -> str | None:
+    """One fingerprint for every fold's split (``None`` if a fold has none)."""
+    parts = [s.get("split_fingerprint") for s in summaries]
+    if not all(parts):
+        return None
+    return hashlib.sha256("+".join(parts).encode()).hexdigest()[:16]

@@ -11,10 +11,18 @@ import mlflow
 import pandas as pd
 
 from transfer_study.config import ParameterError
-from transfer_study.datasets.checkpoint_dataset import is_mlflow_model_uri
 from transfer_study.evaluation.diverged import is_diverged
 
 logger = logging.getLogger(__name__)
+
+# inference.model values that name an MLflow model (datasets.CheckpointDataset loads them).
+MLFLOW_MODEL_SCHEMES = ("models:/", "runs:/")
+
+
+def is_mlflow_model_uri(filepath: str) -> bool:
+    """Whether ``filepath`` names an MLflow model rather than a file."""
+    return filepath.startswith(MLFLOW_MODEL_SCHEMES)
+
 
 MODEL_BEST = "best"
 _COMPARISON_COLUMNS = {"variant", "accuracy", "selected"}

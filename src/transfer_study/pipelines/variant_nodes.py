@@ -1,4 +1,5 @@
-"""The nodes of a variant, shared by the study and the data-size ablation.
+"""The nodes of a variant, shared by the study and the data-size ablation, and the
+study's registry check before it trains.
 
 Thin: each takes the typed parameters Kedro validated, parses the saved preprocessing,
 calls the library (``transfer_study.training``) and returns its results.
@@ -16,6 +17,7 @@ from transfer_study.config import (
     EvaluationSettings,
     ModelSettings,
     RawImagesSettings,
+    RegistrySettings,
     TrainingSettings,
     VariantName,
     VariantOverrides,
@@ -25,9 +27,11 @@ from transfer_study.config import (
 from transfer_study.evaluation.figures import lr_range_test_figure, training_curves_figure
 from transfer_study.models.preprocessing import Preprocessing
 from transfer_study.photos.near_copies import guard_against_near_copies, near_copy_check
+from transfer_study.tracking.registry import registry_name
 from transfer_study.training.cache_budget import BYTES_PER_GB, CacheBuild
 from transfer_study.training.features import cached_features, embed_images
 from transfer_study.training.seeds import train_over_seeds
+from transfer_study.training.setup import class_names_of
 from transfer_study.training.testing import evaluate_over_seeds
 from transfer_study.training.variants import (
     HeadState,
@@ -285,3 +289,28 @@ def check_near_copies(
         )
     grouping = guard_against_near_copies(check, sample_grouping, allow=raw_images.allow_ungrouped)
     return split, grouping
+
+
+def resolve_registry_target(
+    split: pd.DataFrame, registry: RegistrySettings, model: ModelSettings
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Names the registered model the study's model will join, before any training.
+
+    Args:
+        split: The split table (its labels give the class list).
+        registry: The ``registry`` parameters.
+        model: The ``model`` parameters (the backbone).
+
+    Returns:
+        The split, unchanged: the study trains on it, so no training starts before the
+        target is checked; and the target: ``register``, ``name``, ``backbone`` and
+        ``class_names`` (the model's output order).
+    """
+    target = {
+        "register": registry.enabled,
+        "name": registry_name(registry.name, model.backbone),
+        "backbone": model.backbone,
+        "class_names": class_names_of(split),
+        "promote_across_splits": registry.promote_across_splits,
+    }
+    return split, target

@@ -12,7 +12,7 @@ from kedro.io.core import DatasetError
 
 from tests.helpers.tiny_models import save_tiny_checkpoint, tiny_checkpoint
 from transfer_study.datasets import CheckpointDataset, TorchDataset
-from transfer_study.datasets.checkpoint_dataset import is_mlflow_model_uri
+from transfer_study.inference.model_choice import is_mlflow_model_uri
 from transfer_study.tracking.model_logging import log_trained_model
 
 CLASSIFIER = "classifier"  # the registered image_classifier model

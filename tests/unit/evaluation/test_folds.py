@@ -159,3 +159,14 @@ def test_a_fold_without_a_near_copy_check_leaves_the_whole_unchecked():
     unchecked = {**_grouping(0, 20, 0.6, 0.5), "near_copy": {"checked": False}}
     combined = combine_fold_checks([_grouping(0, 20, 0.6, 0.5), unchecked])
     assert combined["near_copy"] == {"checked": False}
+
+
+def test_the_pooled_summary_fingerprints_every_folds_split_together():
+    folds = [_summary(0.9, lr=1e-3, steps=1) for _ in range(3)]
+    for fold, summary in enumerate(folds):
+        summary["split_fingerprint"] = f"fold{fold}"
+    pooled = pool_summaries(folds)["split_fingerprint"]
+    assert pooled and pooled not in {"fold0", "fold1", "fold2"}
+    assert pool_summaries(folds)["split_fingerprint"] == pooled  # the same folds: the same
+    folds[2]["split_fingerprint"] = "another"
+    assert pool_summaries(folds)["split_fingerprint"] != pooled

@@ -95,8 +95,8 @@ def test_the_documented_onnxruntime_recipe_gives_the_predictors_answer(
 ):
     # docs/checkpoints.md's snippet, run as written: onnxruntime, Pillow and NumPy only.
     checkpoint, model = exported
-    (tmp_path / "data/06_models/onnx").mkdir(parents=True)
-    (tmp_path / "data/06_models/onnx/frozen.onnx").write_bytes(model)
+    (tmp_path / "data/06_models/frozen").mkdir(parents=True)
+    (tmp_path / "data/06_models/frozen/model.onnx").write_bytes(model)
     generator = np.random.default_rng(0)
     pixels = generator.integers(0, 256, (50, 70, 3), dtype=np.uint8)
     Image.fromarray(pixels).save(tmp_path / "photo.jpg")

@@ -15,6 +15,7 @@ from transfer_study.inference.model_choice import (
     MODEL_BEST,
     accuracy_note,
     best_variant,
+    is_mlflow_model_uri,
     unknown_model,
 )
 from transfer_study.inference.predictor import (
@@ -69,7 +70,8 @@ def select_model(
     elif choice in models:
         variant = choice
     elif checkpoint_file is not None:
-        logger.info("Classifying with the checkpoint '%s'", choice)
+        kind = "MLflow model" if is_mlflow_model_uri(choice) else "checkpoint file"
+        logger.info("Classifying with the %s '%s'", kind, choice)
         return _load_checkpoint_file(checkpoint_file, choice)
     else:
         raise unknown_model(choice, models)

@@ -1,10 +1,10 @@
-"""Nodes of the registry pipeline: what to register, decided from the study's outputs.
+"""The registry pipeline's node: which variant earned registration, and its record.
 
-The nodes are pure: they say which registered model the study's model belongs to and
-which variant earned registration. ``tracking.hooks.ChildRunHook`` does the MLflow part
-when the run is tracked (catalog ``metadata.mlflow``: ``registry_check`` refuses a name
-that holds another kind of model as soon as the target is known, ``register`` registers
-the chosen variant's logged model and moves the ``champion`` alias).
+The node is pure. ``tracking.hooks.ChildRunHook`` does the MLflow part when the run is
+tracked (catalog ``metadata.mlflow``): ``register`` registers the chosen variant's logged
+model and moves the ``champion`` alias. The target itself (``registry_target``) is
+resolved and checked by the training pipeline before anything trains
+(``variant_nodes.resolve_registry_target``).
 """
 
 from __future__ import annotations
@@ -15,36 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from transfer_study.config import ModelSettings, RegistrySettings
-from transfer_study.tracking.registry import registry_name
-from transfer_study.training.setup import class_names_of
-
 logger = logging.getLogger(__name__)
-
-
-def resolve_registry_target(
-    split: pd.DataFrame, registry: RegistrySettings, model: ModelSettings
-) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Names the registered model the study's model will join, before any training.
-
-    Args:
-        split: The split table (its labels give the class list).
-        registry: The ``registry`` parameters.
-        model: The ``model`` parameters (the backbone).
-
-    Returns:
-        The split, unchanged: the study trains on it, so no training starts before the
-        target is checked; and the target: ``register``, ``name``, ``backbone`` and
-        ``class_names`` (the model's output order).
-    """
-    target = {
-        "register": registry.enabled,
-        "name": registry_name(registry.name, model.backbone),
-        "backbone": model.backbone,
-        "class_names": class_names_of(split),
-        "promote_across_splits": registry.promote_across_splits,
-    }
-    return split, target
 
 
 def choose_model_to_register(

@@ -1,28 +1,21 @@
-"""The registry pipeline: name the registered model before training, and register the
-variant chosen on validation after the comparison."""
+"""The registry pipeline: the variant chosen on validation, to register after the
+comparison (its target was resolved and checked by the training pipeline)."""
 
 from kedro.pipeline import Node, Pipeline
 
-from transfer_study.pipelines.variant_template import STUDY_SPLIT, VARIANTS
+from transfer_study.pipelines.variant_template import VARIANTS
 
-from .nodes import choose_model_to_register, resolve_registry_target
+from .nodes import choose_model_to_register
 
 
 def create_pipeline(**kwargs) -> Pipeline:
     """Creates the registry pipeline.
 
     Returns:
-        Two nodes: the registry target, resolved from the split before the study trains
-        on it (``study_split``), and the chosen variant to register.
+        One node: the variant the comparison chose, with what its version records.
     """
     return Pipeline(
         [
-            Node(
-                func=resolve_registry_target,
-                inputs=["split", "params:registry", "params:model"],
-                outputs=[STUDY_SPLIT, "registry_target"],
-                name="resolve_registry_target_node",
-            ),
             Node(
                 func=choose_model_to_register,
                 inputs={

@@ -1,5 +1,6 @@
 """The study's variants: one template pipeline instantiated under three namespaces, after
-a node that says how long the study will take.
+a node that says how long the study will take and one that resolves the registry target
+(``study_split``, what the variants train on, passes through it).
 
 With ``split.folds: k`` (grouped k-fold cross-validation) the embedding step and the three
 variants run once per fold, under the namespaces ``fold_0`` … ``fold_<k−1>`` (``kedro
@@ -14,6 +15,7 @@ from __future__ import annotations
 from kedro.pipeline import Node, Pipeline
 
 from transfer_study.pipelines.configured import configured_folds
+from transfer_study.pipelines.variant_nodes import resolve_registry_target
 from transfer_study.pipelines.variant_template import (
     STUDY_SPLIT,
     VARIANTS,
@@ -53,6 +55,17 @@ def _estimate(folds: int | None) -> Node:
         ],
         outputs="study_time_estimate",
         name="estimate_study_time_node",
+    )
+
+
+def _registry_check() -> Node:
+    # The split reaches the study only through this node, so nothing is embedded or
+    # trained before the hook has checked the registry target (a tracked run).
+    return Node(
+        func=resolve_registry_target,
+        inputs=["split", "params:registry", "params:model"],
+        outputs=[STUDY_SPLIT, "registry_target"],
+        name="resolve_registry_target_node",
     )
 
 
@@ -111,7 +124,7 @@ def cross_validation_pipeline(folds: int) -> Pipeline:
         name="combine_fold_groupings_node",
     )
     return (
-        Pipeline([_estimate(folds), groupings])
+        Pipeline([_estimate(folds), groupings, _registry_check()])
         + sum((_fold_pipeline(f, folds) for f in range(folds)), Pipeline([]))
         + Pipeline([_pool_node(variant, folds) for variant in VARIANTS])
     )
@@ -128,4 +141,5 @@ def create_pipeline(**kwargs) -> Pipeline:
     folds = configured_folds()
     if folds:
         return cross_validation_pipeline(folds)
-    return Pipeline([_estimate(None)]) + Pipeline(_study(), inputs={"split": STUDY_SPLIT})
+    study = Pipeline(_study(), inputs={"split": STUDY_SPLIT})
+    return Pipeline([_estimate(None), _registry_check()]) + study
