@@ -25,12 +25,19 @@ Design:
   on Ctrl-C or SIGTERM (turned into ``RunInterrupted`` for the duration of the run, so
   Kedro's error hooks, kedro-mlflow's included, close every run instead of leaving it
   RUNNING).
+* Every run carries its host, process id and a heartbeat the process refreshes, and the
+  start of a run marks KILLED the runs of its experiment that a ``kill -9`` or an
+  out-of-memory kill left RUNNING (``tracking.heartbeat``).
+* A grid driver runs each cell as a ``kedro run`` of its own (kedro-mlflow off) and
+  passes its run id in ``GRID_PARENT_ENV``: the child runs nest under that run, which
+  its own process tags and keeps alive.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import tempfile
 import threading
@@ -49,6 +56,7 @@ from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.utils.git_utils import get_git_commit
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
+from transfer_study.tracking.heartbeat import Heartbeat, process_tags, watch_runs
 from transfer_study.tracking.model_logging import log_trained_model
 from transfer_study.tracking.registration import RegistrationHandlers
 
@@ -62,6 +70,12 @@ FINISHED, FAILED, KILLED = (
 
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+# Set by a grid driver to the run its cells' child runs nest under.
+GRID_PARENT_ENV = "TRANSFER_STUDY_GRID_PARENT_RUN_ID"
+# In a grid cell's process only the cells' namespaces get runs: the study namespaces it
+# recomputes settings in have their runs in the driver's process already.
+GRID_CELL_PREFIX = "ablation."
 
 
 class RunInterrupted(Exception):
@@ -108,6 +122,8 @@ class ChildRunHook(RegistrationHandlers):
         self._namespaces_with_runs: set[str] = set()
         self._diverged: set[str] = set()
         self._logged_models: dict[str, tuple[str, str]] = {}  # namespace → (uri, run id)
+        self._saving: dict[str, Node] = {}  # nodes that ran, their outputs not all saved
+        self._heartbeat: Heartbeat | None = None
 
     # ------------------------------------------------------------------ pipeline
     @hook_impl(trylast=True)  # after kedro-mlflow's hook has opened the parent run
@@ -115,14 +131,17 @@ class ChildRunHook(RegistrationHandlers):
         self, run_params: dict[str, Any], pipeline: Pipeline, catalog: DataCatalog
     ) -> None:
         """Remembers the parent run and which nodes each namespace still has to run."""
-        active = mlflow.active_run()
-        self._parent_run_id = active.info.run_id if active else None
+        grid_parent = os.environ.get(GRID_PARENT_ENV)
+        active = None if grid_parent else mlflow.active_run()
+        self._parent_run_id = grid_parent or (active.info.run_id if active else None)
         self._child_runs.clear()
         self._catalog = catalog
-        self._pending_nodes, self._unsaved_outputs = {}, {}
+        self._pending_nodes, self._unsaved_outputs, self._saving = {}, {}, {}
         self._diverged = set()
         self._logged_models = {}
         own = {node.namespace for node in pipeline.nodes if node.namespace}
+        if grid_parent:
+            own = {namespace for namespace in own if namespace.startswith(GRID_CELL_PREFIX)}
         for node in pipeline.nodes:
             # A namespace's run lasts until its own nodes and those of the namespaces
             # nested in it (a fold's variants) are done.
@@ -134,7 +153,12 @@ class ChildRunHook(RegistrationHandlers):
         commit = get_git_commit(run_params.get("project_path") or ".")
         self._base_tags = {"pipeline": pipeline_name, **({"git_commit": commit} if commit else {})}
         if self._parent_run_id:
-            self._client.set_tag(self._parent_run_id, "pipeline", pipeline_name)
+            if not grid_parent:  # the grid driver's process tags and keeps alive its run
+                tags = {"pipeline": pipeline_name, **process_tags()}.items()
+                self._client.log_batch(self._parent_run_id, tags=[RunTag(*t) for t in tags])
+            self._heartbeat = watch_runs(
+                self._client, self._parent_run_id, owns_parent=not grid_parent
+            )
             self._catch_stop_signals()
 
     def _catch_stop_signals(self) -> None:
@@ -156,12 +180,21 @@ class ChildRunHook(RegistrationHandlers):
         self._close(FINISHED)
 
     @hook_impl(trylast=True)
-    def on_pipeline_error(self) -> None:
-        """Marks children that could not finish as KILLED; failed ones are already FAILED."""
+    def on_pipeline_error(self, error: Exception) -> None:
+        """Marks children that could not finish as KILLED; failed ones are already FAILED.
+
+        A node whose outputs were not all saved failed while saving (Kedro calls
+        ``on_node_error`` only for the node's own code): its run is FAILED too.
+        """
+        for node in list(self._saving.values()):
+            self.on_node_error(error, node)
         self._close(KILLED)
 
     def _close(self, unfinished_status: str) -> None:
         self._restore_stop_signals()
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
+            self._heartbeat = None
         for namespace in list(self._child_runs):
             self._end(namespace, unfinished_status)
         # kedro-mlflow 2.0.3 ends the parent run in the store but can leave it on this
@@ -176,14 +209,17 @@ class ChildRunHook(RegistrationHandlers):
     @hook_impl
     def before_node_run(self, node: Node) -> None:
         """Opens the namespace's child run at its first node."""
-        if self._parent_run_id and node.namespace and node.namespace not in self._child_runs:
-            self._start(node.namespace)
+        namespace = node.namespace
+        wanted = self._parent_run_id and namespace in self._namespaces_with_runs
+        if wanted and namespace not in self._child_runs:
+            self._start(namespace)
 
     @hook_impl
     def after_node_run(self, node: Node) -> None:
         """A node is done once its outputs are saved (Kedro saves them after this hook)."""
         if node.outputs:
             self._unsaved_outputs[node.name] = set(node.outputs)
+            self._saving[node.name] = node
         else:
             self._node_done(node)
 
@@ -218,6 +254,7 @@ class ChildRunHook(RegistrationHandlers):
             unsaved.discard(dataset_name)
             if not unsaved:
                 del self._unsaved_outputs[node.name]
+                self._saving.pop(node.name, None)
                 self._node_done(node)
 
     def _log_dataset(self, dataset_name: str, data: Any) -> None:
@@ -325,9 +362,12 @@ class ChildRunHook(RegistrationHandlers):
                 MLFLOW_RUN_NAME: namespace,
                 "namespace": namespace,
                 **self._base_tags,
+                **process_tags(),
             },
         )
         self._child_runs[namespace] = run.info.run_id
+        if self._heartbeat is not None:
+            self._heartbeat.add(run.info.run_id)
         logger.info("MLflow child run '%s' (%s) started.", namespace, run.info.run_id)
 
     def _end(self, namespace: str, status: str) -> None:
@@ -336,6 +376,8 @@ class ChildRunHook(RegistrationHandlers):
         if status == FINISHED and namespace in self._diverged:
             status = FAILED
         if run_id:
+            if self._heartbeat is not None:
+                self._heartbeat.discard(run_id)
             self._client.set_terminated(run_id, status)
 
 

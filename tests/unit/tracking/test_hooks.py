@@ -10,7 +10,7 @@ import mlflow
 import pandas as pd
 import pytest
 from kedro.framework.hooks.manager import _create_hook_manager
-from kedro.io import DataCatalog, MemoryDataset
+from kedro.io import DataCatalog, DatasetError, MemoryDataset
 from kedro.pipeline import Node, Pipeline
 from kedro.runner import SequentialRunner
 
@@ -94,8 +94,8 @@ def _run(hook: ChildRunHook, pipeline: Pipeline, catalog: DataCatalog) -> None:
     )
     try:
         SequentialRunner().run(pipeline, catalog, manager)
-    except Exception:
-        hook.on_pipeline_error()
+    except Exception as error:
+        hook.on_pipeline_error(error)
         raise
     hook.after_pipeline_run()
 
@@ -239,3 +239,23 @@ def test_a_training_whose_summary_says_it_diverged_ends_failed_and_the_others_fi
     assert children["finetune"].data.tags["divergence_reason"] == "NaN loss at step 12"
     assert children["frozen"].info.status == "FINISHED"
     assert "stop_reason" not in children["frozen"].data.tags
+
+
+class _UnsavableDataset(MemoryDataset):
+    def save(self, data) -> None:
+        raise OSError("Not a directory: 'data/06_models/a'")
+
+
+def test_a_node_that_fails_while_saving_its_outputs_leaves_its_run_failed(tracking):
+    """Kedro calls ``on_node_error`` only for the node's own code; an output that cannot be
+    saved stops the pipeline after ``after_node_run``."""
+    client, parent_id, experiment_id = tracking
+    pipeline = Pipeline([Node(_identity, "x", "a.out", name="n", namespace="a")])
+    catalog = DataCatalog({"x": MemoryDataset(1), "a.out": _UnsavableDataset()})
+
+    with pytest.raises(DatasetError, match="Not a directory"):
+        _run(ChildRunHook(), pipeline, catalog)
+
+    (child,) = client.search_runs([experiment_id], f"tags.mlflow.parentRunId = '{parent_id}'")
+    assert child.info.status == "FAILED"
+    assert "Not a directory" in child.data.tags["error"]
