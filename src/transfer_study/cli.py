@@ -10,6 +10,7 @@ other exception is a bug that keeps its traceback on the console too.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from typing import IO, Any
@@ -18,6 +19,7 @@ import click
 from kedro.framework.cli.project import run as kedro_run
 
 from transfer_study.errors import UserError, find_user_error, user_error_report
+from transfer_study.grid.tasks import RUNTIME_PARAMS_ENV
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +43,14 @@ def cli() -> None:
 @cli.command(name="run", params=kedro_run.params, help=kedro_run.help)
 @click.pass_context
 def run(ctx: click.Context, **options: Any) -> Any:
-    """Kedro's ``run``; a user error ends it with its message and no traceback."""
+    """Kedro's ``run``; a user error ends it with its message and no traceback.
+
+    A cell process of the grid runner gets the driver's ``--params`` as JSON in
+    ``TRANSFER_STUDY_RUNTIME_PARAMS`` (a value with commas cannot travel in ``--params``).
+    """
+    inherited = os.environ.get(RUNTIME_PARAMS_ENV)
+    if inherited:
+        options["params"] = {**json.loads(inherited), **(options.get("params") or {})}
     try:
         return ctx.invoke(kedro_run.callback, **options)
     except Exception as error:

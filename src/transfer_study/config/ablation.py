@@ -16,6 +16,7 @@ from .base import (
     Settings,
     VariantName,
 )
+from .grid import ClusterSettings
 from .training import VariantOverrides
 
 
@@ -69,3 +70,6 @@ class AblationSettings(AblationGrid):
         description="per variant, settings that replace the study's in the ablation"
     )
     report: ReportSettings = Field(description="the report's settings")
+    cluster: ClusterSettings = Field(
+        description="the Dask cluster of transfer_study.grid.DaskGridRunner (unused otherwise)"
+    )
