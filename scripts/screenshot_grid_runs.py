@@ -10,6 +10,7 @@ saves the page. Needs chromium and chromium-driver (see docs/user_guide.md).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -28,21 +29,28 @@ from tests.helpers.browser import (  # noqa: E402
     wait_until_still,
 )
 
-RUN_NAME_CELL = "[col-id='run_name']"
-RUN_LINK = "a"
+RUN_NAME_CELL = '.ag-cell[col-id="attributes.`Run Name`"]'
+RUN_LINK = 'a[href*="/runs/"]'
+# The UI's own settings, stored before its scripts run (the profile is fresh): the "Model
+# training" view and the assistant panel closed (as tests/e2e/test_mlflow_ui_browser.py).
+SETTINGS = {
+    "mlflow.workflowType_v1": json.dumps("machine_learning"),
+    "mlflow.assistant.fab.autoOpenedOnFirstLoad_v1": "true",
+    "mlflow.assistant.panelOpen_v1": "false",
+}
 TIMEOUT_S = 120
 
 
 def _grid_run(store: str) -> tuple[str, str]:
     client = mlflow.MlflowClient(store)
     experiment = client.get_experiment_by_name("transfer_study")
-    (run,) = client.search_runs(
+    runs = client.search_runs(
         [experiment.experiment_id],
         "tags.pipeline = 'data_size_ablation' and attributes.status = 'FINISHED'",
         order_by=["attributes.start_time DESC"],
-        max_results=1,
     )
-    return experiment.experiment_id, run.info.run_name
+    parents = [run for run in runs if "mlflow.parentRunId" not in run.data.tags]
+    return experiment.experiment_id, parents[0].info.run_name
 
 
 def main() -> None:
@@ -61,10 +69,19 @@ def main() -> None:
         wait = WebDriverWait(
             driver, TIMEOUT_S, ignored_exceptions=(StaleElementReferenceException,)
         )
+        store_settings = "".join(
+            f"localStorage.setItem({json.dumps(key)}, {json.dumps(value)});"
+            for key, value in SETTINGS.items()
+        )
+        driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": store_settings})
         driver.get(f"{url}/#/experiments/{experiment_id}/runs")
 
         def expander(driver):
-            for cell in driver.find_elements(By.CSS_SELECTOR, RUN_NAME_CELL):
+            # The newest run of that name is the topmost (the table is newest first).
+            cells = sorted(
+                driver.find_elements(By.CSS_SELECTOR, RUN_NAME_CELL), key=lambda c: c.location["y"]
+            )
+            for cell in cells:
                 links = cell.find_elements(By.CSS_SELECTOR, RUN_LINK)
                 if links and links[0].text == parent:
                     buttons = cell.find_elements(By.CSS_SELECTOR, "button")

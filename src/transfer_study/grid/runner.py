@@ -21,6 +21,7 @@ summary of what failed and the command that resumes (the same command).
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import math
 import os
@@ -66,6 +67,10 @@ class DaskGridRunner(SequentialRunner):
         hook_manager: PluginManager | None = None,
         run_id: str | None = None,
     ) -> None:
+        settings = parse_settings(
+            AblationSettings, catalog.load(ABLATION_PARAMETERS), block="data_size_ablation"
+        )
+        refuse_unusable_cluster(settings.cluster, mlflow.get_tracking_uri())
         cells = _cell_pipeline(pipeline)
         rest = pipeline - cells
         needs_cells = rest.inputs() & cells.all_outputs()
@@ -73,9 +78,6 @@ class DaskGridRunner(SequentialRunner):
         prefix = rest - report
         if prefix.nodes:
             super()._run(prefix, catalog, hook_manager, run_id)
-        settings = parse_settings(
-            AblationSettings, catalog.load(ABLATION_PARAMETERS), block="data_size_ablation"
-        )
         todo = [ns for ns in cell_namespaces(cells) if not catalog.exists(f"{ns}.result")]
         logger.info(
             "Grid: %d cells, %d to train (%d already have a result).",
@@ -90,13 +92,6 @@ class DaskGridRunner(SequentialRunner):
 
     def _run_cells(self, todo: list[str], settings: AblationSettings) -> None:
         store_uri = mlflow.get_tracking_uri()
-        if settings.cluster.scheduler and not is_server(store_uri):
-            raise GridSetupError(
-                f"data_size_ablation.cluster.scheduler is {settings.cluster.scheduler}, but "
-                f"the MLflow store is {store_uri}, which workers on other machines cannot "
-                "reach. Start a tracking server they can reach (docs/grid.md) and set "
-                "MLFLOW_TRACKING_URI=http://<host>:<port> for this command."
-            )
         parent = mlflow.active_run()
         with shared_tracking_uri(store_uri, LOG_FOLDER) as uri:
             environ = {
@@ -121,6 +116,27 @@ class DaskGridRunner(SequentialRunner):
                 run_on_cluster(tasks, settings.cluster)
             finally:
                 mlflow.set_tracking_uri(store_uri)
+
+
+def refuse_unusable_cluster(cluster: ClusterSettings, store_uri: str) -> None:
+    """Stops the run before any node when the cluster settings cannot work.
+
+    Raises:
+        GridSetupError: A remote scheduler with a store its workers cannot reach, or a
+            dashboard without bokeh; the message says what to do.
+    """
+    if cluster.scheduler and not is_server(store_uri):
+        raise GridSetupError(
+            f"data_size_ablation.cluster.scheduler is {cluster.scheduler}, but the MLflow "
+            f"store is {store_uri}, which workers on other machines cannot reach. Start a "
+            "tracking server they can reach (docs/grid.md) and set "
+            "MLFLOW_TRACKING_URI=http://<host>:<port> for this command."
+        )
+    if cluster.dashboard and importlib.util.find_spec("bokeh") is None:
+        raise GridSetupError(
+            "data_size_ablation.cluster.dashboard is true, but Dask's dashboard needs "
+            "bokeh: `pip install 'bokeh>=3.1'`, or leave the dashboard off."
+        )
 
 
 def cell_namespaces(pipeline: Pipeline) -> list[str]:
