@@ -50,7 +50,7 @@ def run(ctx: click.Context, **options: Any) -> Any:
     """
     inherited = os.environ.get(RUNTIME_PARAMS_ENV)
     if inherited:
-        options["params"] = {**json.loads(inherited), **(options.get("params") or {})}
+        options["params"] = _merged(json.loads(inherited), options.get("params") or {})
     try:
         return ctx.invoke(kedro_run.callback, **options)
     except Exception as error:
@@ -59,6 +59,15 @@ def run(ctx: click.Context, **options: Any) -> Any:
         if user_error is None:
             raise
         raise UserErrorExit(user_error, log_files(logger)) from error
+
+
+def _merged(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``override`` merged in, key by key at every level."""
+    merged = dict(base)
+    for key, value in override.items():
+        both_dicts = isinstance(value, dict) and isinstance(merged.get(key), dict)
+        merged[key] = _merged(merged[key], value) if both_dicts else value
+    return merged
 
 
 def log_files(source: logging.Logger) -> list[str]:

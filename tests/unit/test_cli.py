@@ -12,6 +12,7 @@ from kedro.framework.cli.project import run as kedro_run
 
 from transfer_study import cli as project_cli
 from transfer_study.errors import UserError
+from transfer_study.grid.tasks import RUNTIME_PARAMS_ENV
 from transfer_study.photos.errors import SplitError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -90,3 +91,42 @@ def test_the_logging_config_sends_the_traceback_to_a_file_only():
     handlers = [config["handlers"][name] for name in logger["handlers"]]
     assert handlers
     assert all("filename" in handler for handler in handlers)
+
+
+def _capture(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
+    """Makes Kedro's run succeed without running; returns the options it was called with."""
+    calls: list[dict] = []
+    monkeypatch.setattr(kedro_run, "callback", lambda **options: calls.append(options))
+    return calls
+
+
+def test_a_grid_cells_process_runs_with_the_drivers_params(monkeypatch):
+    monkeypatch.setenv(RUNTIME_PARAMS_ENV, '{"a": {"b": [1, 2]}, "model": {"name": "x,y"}}')
+    calls = _capture(monkeypatch)
+    result = CliRunner().invoke(project_cli.cli, ["run"])
+    assert result.exit_code == 0, result.output
+    assert calls[0]["params"] == {"a": {"b": [1, 2]}, "model": {"name": "x,y"}}
+
+
+def test_explicit_params_win_over_the_drivers(monkeypatch):
+    monkeypatch.setenv(RUNTIME_PARAMS_ENV, '{"a": {"b": [1, 2]}, "c": 1}')
+    calls = _capture(monkeypatch)
+    result = CliRunner().invoke(project_cli.cli, ["run", "--params=c=2,d=3"])
+    assert result.exit_code == 0, result.output
+    assert calls[0]["params"] == {"a": {"b": [1, 2]}, "c": 2, "d": 3}
+
+
+def test_without_the_drivers_params_the_options_are_kedros(monkeypatch):
+    monkeypatch.delenv(RUNTIME_PARAMS_ENV, raising=False)
+    calls = _capture(monkeypatch)
+    result = CliRunner().invoke(project_cli.cli, ["run", "--params=c=2"])
+    assert result.exit_code == 0, result.output
+    assert calls[0]["params"] == {"c": 2}
+
+
+def test_explicit_params_merge_into_the_drivers_at_every_level(monkeypatch):
+    monkeypatch.setenv(RUNTIME_PARAMS_ENV, '{"a": {"b": [1, 2]}}')
+    calls = _capture(monkeypatch)
+    result = CliRunner().invoke(project_cli.cli, ["run", "--params=a.x=5"])
+    assert result.exit_code == 0, result.output
+    assert calls[0]["params"] == {"a": {"b": [1, 2], "x": 5}}

@@ -108,6 +108,7 @@ class DaskGridRunner(SequentialRunner):
                     project=str(Path.cwd()),
                     environ=environ,
                     log_file=str(LOG_FOLDER.resolve() / f"{batch[0]}.log"),
+                    conf_source=current_run_params().get("conf_source"),
                 )
                 for batch in _batches(todo, _cells_per_task(len(todo), settings.cluster))
             ]

@@ -50,6 +50,7 @@ class CellTask:
         environ: Variables for the process: the tracking URI, the grid's parent run, the
             run's ``--params`` (JSON), ``KEDRO_ENV``.
         log_file: Where the process's output is written, in full.
+        conf_source: The configuration folder (``--conf-source``), when not ``conf/``.
     """
 
     cells: tuple[str, ...]
@@ -57,6 +58,7 @@ class CellTask:
     project: str
     environ: Mapping[str, str] = field(default_factory=dict)
     log_file: str = ""
+    conf_source: str | None = None
 
     @property
     def command(self) -> list[str]:
@@ -65,6 +67,7 @@ class CellTask:
             *(sys.executable, "-c", _LAUNCHER, "run", f"--pipeline={ABLATION_PIPELINE}"),
             f"--namespaces={','.join(self.namespaces)}",
             "--only-missing-outputs",
+            *([f"--conf-source={self.conf_source}"] if self.conf_source else []),
         ]
 
 
