@@ -4,6 +4,7 @@ tests/integration/test_grid_runner.py; here the client and its futures are fakes
 
 from __future__ import annotations
 
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import SimpleNamespace
@@ -219,3 +220,15 @@ def test_run_on_cluster_raises_the_summary_after_every_task(
     assert message.startswith("1 of 3 grid tasks failed")
     assert "- b: exit code 1; log: /logs/b.log" in message
     assert "CUDA out of memory" in message
+
+
+@pytest.mark.slow
+def test_a_local_cluster_serves_its_dashboard_on_127_0_0_1_when_asked():
+    settings = ClusterSettings(
+        workers=1, scheduler=None, cells_per_task="auto", retries=0, dashboard=True
+    )
+    with cluster._client(settings, 0) as client:
+        link = client.dashboard_link
+        assert link.startswith("http://127.0.0.1:")
+        with urllib.request.urlopen(link, timeout=30) as answer:
+            assert answer.status == 200
