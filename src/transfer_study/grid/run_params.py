@@ -39,8 +39,13 @@ class RunParamsHook:
 
     @hook_impl
     def after_pipeline_run(self) -> None:
-        _CURRENT.clear()
+        _forget()
 
     @hook_impl
     def on_pipeline_error(self) -> None:
-        _CURRENT.clear()
+        _forget()
+
+
+def _forget() -> None:
+    _CURRENT.clear()
+    _CONF_SOURCE.clear()

@@ -118,7 +118,9 @@ def test_ablation_overrides_are_checked_per_variant():
         "bootstrap_seed": 0,
         "extrapolate_to": [2],
     }
+    cluster = {"workers": 2, "scheduler": None, "cells_per_task": "auto", "retries": 2}
     grid = {"n_samples": [2], "n_angles": [1], "seeds": [0], "clamp": False, "report": report}
+    grid["cluster"] = {**cluster, "dashboard": False}
     settings = AblationSettings.model_validate(
         {**grid, "variants": ["frozen"], "training_overrides": {"frozen": {"patience": 6}}}
     )

@@ -19,6 +19,15 @@ RUN_PARAMS = {
 }
 
 
+@pytest.fixture(autouse=True)
+def no_earlier_context():
+    """A context created by an earlier test in this process (a session that ran nothing)
+    leaves its configuration folder behind; these tests start without one."""
+    run_params._CONF_SOURCE.clear()
+    yield
+    run_params._CONF_SOURCE.clear()
+
+
 @pytest.fixture
 def hooks():
     """Kedro's hook manager with the hook registered (so its names match Kedro's specs)."""

@@ -323,6 +323,13 @@ def _ablation(training_overrides: dict) -> AblationSettings:
             "clamp": False,
             "variants": ["frozen", "finetune"],
             "training_overrides": training_overrides,
+            "cluster": {
+                "workers": 2,
+                "scheduler": None,
+                "cells_per_task": "auto",
+                "retries": 2,
+                "dashboard": False,
+            },
             "report": report,
         }
     )
