@@ -12,31 +12,32 @@ import pandas as pd
 import pytest
 import torch
 
-from tests.helpers.settings import study_training_settings
 from tests.helpers.tiny_models import TINY_BACKBONE
+from tests.helpers.training_data import (
+    MODEL,
+    PREPROCESSING,
+    brightness_photos,
+    materialised,
+    tiny_variant,
+)
 from transfer_study.config import (
     EvaluationSettings,
     ModelSettings,
-    TrainingSettings,
     with_overrides,
 )
 from transfer_study.datasets import TorchDataset
 from transfer_study.models.checkpoint import rebuild_classifier
 from transfer_study.models.factory import create_classifier
-from transfer_study.models.preprocessing import pretrained_preprocessing, scaled_to_input_size
 from transfer_study.training import variants
 from transfer_study.training.device import maybe_compile
 from transfer_study.training.features import embed_images
 from transfer_study.training.fitting import fit
-from transfer_study.training.image_cache import image_cache_key
 from transfer_study.training.testing import evaluate_on_test
 from transfer_study.training.variants import train_on_features, train_on_images
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
-MODEL = ModelSettings(backbone="efficientnet_lite0", image_size=32)
 # timm's smallest EfficientNet: enough to see which weights a training step moves.
 TINY_MODEL = ModelSettings(backbone=TINY_BACKBONE, image_size=32)
-PREPROCESSING = scaled_to_input_size(pretrained_preprocessing("efficientnet_lite0"), 32)
 EVALUATION = EvaluationSettings(
     confidence=0.95,
     bootstrap_resamples=200,
@@ -48,52 +49,14 @@ EVALUATION = EvaluationSettings(
 )
 
 
-def _variant(name: str, **changes: object) -> TrainingSettings:
-    """The variant's settings from conf/base, resolved as the pipeline resolves them, tiny."""
-    # 20 training photos in batches of 8: 3 steps an epoch; 48 images = 2 epochs.
-    tiny = {
-        "lr": 0.01,
-        "max_images": 48,
-        "min_steps": 1,
-        "patience": None,
-        "batch_size": 8,
-        "device": "cpu",
-        "augmentations": [],
-    }
-    return with_overrides(study_training_settings(name), **{**tiny, **changes})
+_variant = tiny_variant
+_materialised = materialised
 
 
 @pytest.fixture(scope="module")
 def data() -> tuple[dict, pd.DataFrame]:
     """A decoded-image cache and split: two classes told apart by brightness."""
-    generator = torch.Generator().manual_seed(0)
-    size = PREPROCESSING.resize_size
-    rows, images = [], []
-    for i in range(36):
-        label = "bright" if i % 2 else "dark"
-        base = 170 if label == "bright" else 70
-        noise = torch.randint(-40, 40, (3, size, size), generator=generator)
-        images.append((base + noise).clamp(0, 255).to(torch.uint8))
-        split = "train" if i < 20 else "val" if i < 28 else "test"
-        rows.append(
-            {
-                "path": f"{label}/s{i:03d}_a00.jpg",
-                "label": label,
-                "sample_id": f"s{i:03d}",
-                "angle": 0,
-                "split": split,
-                "sha256": f"{i:064d}",
-            }
-        )
-    split_table = pd.DataFrame(rows)
-    cache = {"images": torch.stack(images), "paths": split_table["path"].tolist()}
-    return {image_cache_key(split_table, PREPROCESSING): lambda: cache}, split_table
-
-
-def _materialised(lazy: dict) -> dict:
-    """Runs a node's lazy cache entries, as the cache dataset would on save."""
-    values = {key: make() for key, make in lazy.items()}
-    return {key: (lambda value=value: value) for key, value in values.items()}
+    return brightness_photos()
 
 
 def _backbone_state(checkpoint: dict) -> dict[str, torch.Tensor]:
