@@ -28,7 +28,7 @@ from tests.helpers.kedro_project import make_project
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 PIPELINES_DIR = REPO_ROOT / "src" / "transfer_study" / "pipelines"
-VARIANTS = ("scratch", "frozen", "finetune")
+VARIANTS = ("scratch", "frozen", "finetune_top", "finetune")
 PAGE_TIMEOUT = 60  # seconds for the flowchart to render on 2 busy cores
 # kedro-viz's settings, stored before its scripts read them (the profile is fresh): no
 # feature tour over the graph, no minimap over the bottom layer's name.

@@ -28,7 +28,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 EXPERIMENT = "transfer_study"  # conf/base/mlflow.yml, tracking.experiment.name
 PARENT_RUN = "__default__"  # kedro-mlflow names its run after the pipeline
-VARIANTS = ("scratch", "frozen", "finetune")
+VARIANTS = ("scratch", "frozen", "finetune_top", "finetune")
 PAGE_TIMEOUT = 60  # seconds for the runs table to render on 2 busy cores
 # The run-name cell of MLflow 3's runs table (an ag-grid) links each run to its page.
 RUN_NAME_CELL = '.ag-cell[col-id="attributes.`Run Name`"]'

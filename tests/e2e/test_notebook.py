@@ -18,7 +18,7 @@ from nbformat import NotebookNode
 from tests.helpers.kedro_project import REPO_ROOT, tiny_study
 
 NOTEBOOK = REPO_ROOT / "notebooks" / "study_results.ipynb"
-VARIANTS = ("scratch", "frozen", "finetune")
+VARIANTS = ("scratch", "frozen", "finetune_top", "finetune")
 KERNEL_NAME = "transfer_study_test"
 CELL_TIMEOUT_SECONDS = 300
 TEXT_MIMETYPES = ("text/plain", "text/html", "text/markdown")

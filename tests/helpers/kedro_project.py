@@ -31,16 +31,18 @@ TINY_DEMO = {
 # lr stays auto, so that end-to-end runs exercise the range test and the candidate
 # search, with few steps and candidates.
 TINY_TRAINING = {
-    **{f"{variant}.max_images": 48 for variant in ("scratch", "finetune")},
+    **{f"{variant}.max_images": 48 for variant in ("scratch", "finetune_top", "finetune")},
     # A head on features converges well within this: the study always has a variant to
     # choose (one that hit its cap never is).
     "frozen.max_images": 4000,
-    **{f"{variant}.min_steps": 4 for variant in ("scratch", "frozen", "finetune")},
+    **{f"{variant}.min_steps": 4 for variant in ("scratch", "frozen", "finetune_top", "finetune")},
     "training_defaults.patience": 2,
     "training_defaults.lr_search.min_lr": 1.0e-3,
     "training_defaults.lr_search.max_lr": 1.0,
     "training_defaults.lr_search.steps": 6,
     "finetune.lr_search.candidate_steps": 4,
+    "finetune_top.lr_search.candidate_steps": 4,
+    "finetune_top.augmented_views": 2,
     "finetune.head_warmup_steps": 2,
     "training_defaults.seeds": 1,  # auto would train 3 on a GPU
     "training_defaults.batch_size": 8,

@@ -54,6 +54,7 @@ TINY_TRAINING: dict[str, Any] = {
     # Fine-tune also validates its probed start (step 0), which is never kept: one more
     # validation to the cap.
     "finetune.patience": 3,
+    "finetune_top.patience": 3,
     "training_defaults.seeds": 1,  # auto would train 3 on a GPU
     "scratch.num_workers": 0,
     "finetune.num_workers": 0,

@@ -83,13 +83,13 @@ def test_single_class_folder_fails_after_writing_the_quality_report(project: Pat
     assert quality["path"].tolist() == ["cat/s9999_a00.jpg"]
 
 
-def test_default_run_trains_three_variants_and_writes_the_comparison(project: Path):
+def test_default_run_trains_four_variants_and_writes_the_comparison(project: Path):
     run_pipeline(project, TINY_DEMO, pipeline_name="demo_data")
     run_pipeline(project, {**TINY_DEMO, **TINY_TRAINING})
     reporting = project / "data/08_reporting"
 
     comparison = pd.read_csv(reporting / "variant_comparison.csv")
-    assert comparison["variant"].tolist() == ["scratch", "frozen", "finetune"]
+    assert comparison["variant"].tolist() == ["scratch", "frozen", "finetune_top", "finetune"]
     required = {
         "variant",
         "backbone",
@@ -141,7 +141,7 @@ def test_default_run_trains_three_variants_and_writes_the_comparison(project: Pa
 
     split = pd.read_csv(project / "data/05_model_input/split.csv")
     n_test = (split["split"] == "test").sum()
-    for variant in ("scratch", "frozen", "finetune"):
+    for variant in ("scratch", "frozen", "finetune_top", "finetune"):
         predictions = pd.read_csv(project / f"data/07_model_output/{variant}/test_predictions.csv")
         assert list(predictions.columns) == [
             "path",

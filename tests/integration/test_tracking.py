@@ -24,7 +24,7 @@ from transfer_study.tracking.hooks import flatten
 
 pytestmark = pytest.mark.slow
 
-VARIANTS = ("scratch", "frozen", "finetune")
+VARIANTS = ("scratch", "frozen", "finetune_top", "finetune")
 TAGS = (
     "variant",
     "backbone",

@@ -111,7 +111,7 @@ def test_every_cell_is_one_namespace_with_the_variant_template(ablation, configu
     assert set(namespaces) == _cells(configured_grid)
     for cell, names in namespaces.items():
         # A fine-tune cell first probes its head on the cell's own subset of features.
-        probed = CELL_NAMESPACE.match(cell)["variant"] == "finetune"
+        probed = CELL_NAMESPACE.match(cell)["variant"] in ("finetune_top", "finetune")
         assert names == CELL_NODES | ({"probe_head_node"} if probed else set()), cell
 
 
@@ -161,6 +161,27 @@ def test_registered_ablation_contains_data_processing_and_the_embedding(ablation
     assert {"embed_images_node", "check_near_copies_node"} <= names
     assert {name for name in ablation.inputs() if not name.startswith("params:")} == {"raw_images"}
     assert ablation.outputs() >= REPORT_OUTPUTS
+
+
+def test_partial_fine_tune_cells_reuse_the_studys_cache_of_early_stages(
+    configured_grid, monkeypatch
+):
+    grid = {**configured_grid, "variants": ["finetune_top"], "n_samples": [4], "n_angles": [1]}
+    grid["seeds"] = [0]
+    monkeypatch.setattr(ablation_module, "configured_grid", lambda: grid)
+    monkeypatch.setattr(pipeline_registry, "configured_grid", lambda: grid)
+    monkeypatch.chdir(REPO_ROOT)
+    ablation = pipeline_registry.register_pipelines()["data_size_ablation"]
+    # One cache per study, made by the variant's own node, before the cells.
+    embed = _node(ablation, "finetune_top.embed_intermediate_node")
+    (cell,) = _cells(grid)
+    train = _node(ablation, f"{cell}.train_node")
+    assert embed.outputs == ["finetune_top.intermediate_features"]
+    assert "finetune_top.intermediate_features" in train.inputs
+    assert "decoded_images" not in train.inputs
+    # Its head is probed on the cell's subset, with the frozen variant's chosen settings.
+    probe = _node(ablation, f"{cell}.probe_head_node")
+    assert {"frozen.training_settings", "frozen.learning_rate"} <= set(probe.inputs)
 
 
 def test_report_summarises_fake_results_for_every_cell_of_the_grid(ablation, configured_grid):

@@ -21,10 +21,11 @@ from transfer_study.pipelines.variant_template import VARIANTS
 CLASSES = ["natural", "plastic"]
 N_SAMPLES, N_ANGLES = 6, 2
 # Photos each variant gets right, out of N_SAMPLES × N_ANGLES.
-CORRECT = {"scratch": 6, "frozen": 9, "finetune": 12}
+CORRECT = {"scratch": 6, "frozen": 9, "finetune_top": 9, "finetune": 12}
 # Validation disagrees with test: frozen is best on validation. Scratch hit its cap.
-VALIDATION = {"scratch": 0.99, "frozen": 0.95, "finetune": 0.90}
-CONVERGED = {"scratch": False, "frozen": True, "finetune": True}
+VALIDATION = {"scratch": 0.99, "frozen": 0.95, "finetune_top": 0.92, "finetune": 0.90}
+CONVERGED = {"scratch": False, "frozen": True, "finetune_top": True, "finetune": True}
+TRAINABLE = {"scratch": 5000, "frozen": 1000, "finetune_top": 3000, "finetune": 5000}
 PER_VARIANT = ("test_metrics", "training_summary", "test_predictions")
 CONFIDENCE = 0.9
 OVERRIDES = {"evaluation.confidence": CONFIDENCE, "evaluation.bootstrap_resamples": 100}
@@ -81,9 +82,11 @@ def _variant_results(
         "best_val_metric": VALIDATION[variant],
         "converged": CONVERGED[variant],
         "stop_reason": "patience" if CONVERGED[variant] else "cap",
-        "trainable_params": 1000 if variant == "frozen" else 5000,
+        "trainable_params": TRAINABLE[variant],
         "total_params": 5000,
     }
+    if variant == "finetune_top":
+        summary["trainable_stages"] = 2
     return {
         f"{variant}.test_metrics": {k: float(v) for k, v in metrics.items()},
         f"{variant}.training_summary": summary,
@@ -153,8 +156,11 @@ def test_every_pair_is_compared_on_the_same_photos_over_samples(outputs):
     pairs = outputs["variant_pairs"]
     assert list(pairs.columns[:8]) == PAIR_COLUMNS
     assert list(zip(pairs["a"], pairs["b"], strict=True)) == [
+        ("finetune", "finetune_top"),
         ("finetune", "frozen"),
         ("finetune", "scratch"),
+        ("finetune_top", "frozen"),
+        ("finetune_top", "scratch"),
         ("frozen", "scratch"),
     ]
     row = pairs.set_index(["a", "b"]).loc[("finetune", "scratch")]
@@ -207,9 +213,13 @@ def test_a_diverged_variant_is_flagged_not_chosen_not_paired_and_shows_no_figure
     assert rows.loc["finetune", ["accuracy", "balanced_accuracy", "val_metric"]].isna().all()
     assert rows.loc["frozen", "accuracy"] == pytest.approx(CORRECT["frozen"] / 12)
     assert rows.loc["finetune", "divergence_reason"] == "NaN loss at step 12"
-    assert rows["selected"].tolist() == [False, True, False]  # frozen, as without it
+    assert rows["selected"].tolist() == [False, True, False, False]  # frozen, as without it
     pairs = outputs["variant_pairs"]
-    assert list(zip(pairs["a"], pairs["b"], strict=True)) == [("frozen", "scratch")]
+    assert list(zip(pairs["a"], pairs["b"], strict=True)) == [
+        ("finetune_top", "frozen"),
+        ("finetune_top", "scratch"),
+        ("frozen", "scratch"),
+    ]
     report = outputs["variant_comparison_report"]
     assert "**Flagged: fine-tune diverged at step 12** (NaN loss at step 12)" in report
     assert "`--params=finetune.lr=0.0001`" in report
@@ -224,7 +234,12 @@ def test_variants_tested_on_different_photos_are_refused():
 
 def test_the_variant_is_chosen_on_validation_not_on_test(outputs):
     comparison = outputs["variant_comparison"].set_index("variant")
-    assert comparison["selected"].to_dict() == {"scratch": False, "frozen": True, "finetune": False}
+    assert comparison["selected"].to_dict() == {
+        "scratch": False,
+        "frozen": True,
+        "finetune_top": False,
+        "finetune": False,
+    }
     assert comparison["accuracy"].idxmax() == "finetune"  # test would have said fine-tune
     report = outputs["variant_comparison_report"]
     assert "Chosen on validation: **frozen** (validation accuracy 95.0 %" in report
@@ -234,8 +249,18 @@ def test_the_variant_is_chosen_on_validation_not_on_test(outputs):
 def test_a_variant_that_hit_its_cap_is_flagged_in_the_table_and_the_conclusion(outputs):
     report = outputs["variant_comparison_report"]
     (scratch_row,) = [
-        line for line in report.splitlines() if line.split("|")[1:2] == [" scratch   "]
+        line
+        for line in report.splitlines()
+        if line.split("|")[1:2] and line.split("|")[1].strip() == "scratch"
     ]
     assert "**no: hit the cap**" in scratch_row
     assert "**Flagged: scratch hit its training cap**" in report
     assert outputs["variant_comparison"].set_index("variant").loc["scratch", "converged"] == False  # noqa: E712
+
+
+def test_the_report_says_how_many_stages_the_partial_fine_tune_trained(outputs):
+    rows = outputs["variant_comparison"].set_index("variant")
+    assert rows.loc["finetune_top", "trainable_stages"] == 2
+    assert rows[["trainable_stages"]].drop(index="finetune_top").isna().all().all()
+    report = outputs["variant_comparison_report"]
+    assert "partial fine-tune (finetune_top) trained the backbone's last 2 stages" in report

@@ -1,6 +1,6 @@
 """The training pipeline on ``SequentialRunner``: the variant template under the ``scratch``,
-``frozen`` and ``finetune`` namespaces, each with its own parameter block, trained on the
-outputs of data processing for a tiny photo folder with a tiny backbone."""
+``frozen``, ``finetune_top`` and ``finetune`` namespaces, each with its own parameter block,
+trained on the outputs of data processing for a tiny photo folder with a tiny backbone."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from transfer_study.training.data import rows_in_cache
 CLASSES = ("ant", "bee", "cat")
 # Training caps in steps of 8 photos, different per variant, so that each history shows
 # which block its training read. Fine-tune: 2 warm-up steps, then 2 with the backbone.
-STEPS = {"scratch": 1, "frozen": 3, "finetune": 4}
+STEPS = {"scratch": 1, "frozen": 3, "finetune_top": 2, "finetune": 4}
 PER_VARIANT_OUTPUTS = (
     "model",
     "training_history",
@@ -126,6 +126,17 @@ def test_frozen_trains_on_backbone_features_the_others_on_images():
         assert "backbone_features" not in train.inputs
 
 
+def test_the_partial_fine_tune_trains_on_the_early_stages_it_cached_itself():
+    pipeline = create_pipeline()
+    cache = _node(pipeline, "finetune_top.embed_intermediate_node")
+    assert cache.outputs == ["finetune_top.intermediate_features"]
+    assert {"decoded_images", "finetune_top.training_settings"} <= set(cache.inputs)
+    for name in ("finetune_top.choose_learning_rate_node", "finetune_top.train_node"):
+        inputs = _node(pipeline, name).inputs
+        assert "finetune_top.intermediate_features" in inputs
+        assert "decoded_images" not in inputs
+
+
 def test_variants_share_the_study_inputs_and_write_namespaced_outputs():
     pipeline = create_pipeline()
     data_inputs = {name for name in pipeline.inputs() if not name.startswith("params:")}
@@ -135,8 +146,10 @@ def test_variants_share_the_study_inputs_and_write_namespaced_outputs():
     settings = {f"{v}.training_settings" for v in VARIANTS} | {"embedding_settings"}
     shared = {"backbone_features", "study_time_estimate", "checked_split", "grouping"}
     shared |= {"study_split", "registry_target"}  # the split once the registry is checked
-    probe = {"finetune.probe_head"}  # fine-tune's head, probed on the cached features
-    assert pipeline.all_outputs() == expected | settings | shared | probe
+    # The fine-tunes' heads, probed on the cached features; the partial one's cache.
+    probe = {"finetune.probe_head", "finetune_top.probe_head"}
+    partial = {"finetune_top.intermediate_features"}
+    assert pipeline.all_outputs() == expected | settings | shared | probe | partial
     for variant in VARIANTS:
         evaluate = _node(pipeline, f"{variant}.evaluate_node")
         assert evaluate.inputs[0] == f"{variant}.model"
@@ -193,6 +206,9 @@ def test_only_the_frozen_variant_keeps_its_backbone_frozen(outputs):
     scratch = outputs["scratch.training_summary"]
     assert scratch["trainable_params"] == scratch["total_params"]
     assert scratch["total_params"] == frozen["total_params"]
+    partial = outputs["finetune_top.training_summary"]
+    assert frozen["trainable_params"] < partial["trainable_params"] < partial["total_params"]
+    assert partial["trainable_stages"] == 2
 
 
 def test_summaries_count_the_training_samples_of_the_split(outputs, study_inputs):

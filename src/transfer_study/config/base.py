@@ -22,7 +22,7 @@ Seed = Annotated[int, Strict(), Field(ge=0, lt=2**63)]
 Device = Literal["auto", "cpu", "cuda", "mps"]
 # Test-time augmentation: the views whose softmax is averaged (transfer_study.models.tta).
 TtaMode = Literal["none", "flip", "flip+crops"]
-VariantName = Literal["scratch", "frozen", "finetune"]
+VariantName = Literal["scratch", "frozen", "finetune_top", "finetune"]
 
 
 class Settings(BaseModel):

@@ -109,7 +109,15 @@ class TrainingSettings(Settings):
         description="class-weighted loss; auto = when the largest class has 2x the smallest"
     )
     augmentations: list[Augmentation] = Field(description="applied in order when training")
-    augmented_views: NonNegativeInt = Field(description="frozen only: augmented feature views")
+    augmented_views: NonNegativeInt = Field(
+        description="frozen and finetune_top: augmented views cached per photo"
+    )
+    # A default, so that settings written before partial fine-tuning existed stay valid.
+    trainable_stages: PositiveInt | None = Field(
+        default=None,
+        description="finetune_top only: the backbone's last stages that train on the "
+        "cached output of the others",
+    )
     embedding_batch_size: PositiveInt = Field(description="frozen only: embedding batch size")
     head: HeadSettings = Field(description="the classification head")
     optimizer: Literal["sgd", "adam", "adamw"] = Field(description="the optimiser")
@@ -149,6 +157,18 @@ class TrainingSettings(Settings):
     amp: bool = Field(description="float16 mixed precision on CUDA")
     compile: bool | Literal["auto"] = Field(description="torch.compile; auto = on CUDA only")
     num_workers: NonNegativeInt | Literal["auto"] = Field(description="DataLoader workers")
+
+    @model_validator(mode="after")
+    def _stages_for_partial_fine_tuning(self) -> TrainingSettings:
+        partial = self.name == "finetune_top"
+        if partial and self.trainable_stages is None:
+            raise ValueError("finetune_top needs trainable_stages, e.g. trainable_stages: 2")
+        if not partial and self.trainable_stages is not None:
+            raise ValueError(
+                f"trainable_stages applies to finetune_top only; {self.name} trains "
+                + ("only its head" if self.name == "frozen" else "every stage")
+            )
+        return self
 
     def augmentation_specs(self) -> list[dict[str, Any]]:
         """The augmentations as ``{"name": ..., <argument>: ...}`` dicts for the transforms."""

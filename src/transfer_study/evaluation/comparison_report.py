@@ -12,7 +12,7 @@ from .pairs import PAIR_COLUMNS
 from .selection import TIE_POINTS
 
 # How the prose names a variant whose id is not a word.
-_PROSE_NAMES = {"finetune": "fine-tune"}
+_PROSE_NAMES = {"finetune": "fine-tune", "finetune_top": "partial fine-tune"}
 # The table's columns that hold results: none is shown for a diverged variant.
 _RESULTS = ("accuracy", "balanced_accuracy", "macro_f1", "val_metric")
 
@@ -239,6 +239,23 @@ def _conclusion(comparison: pd.DataFrame, pairs: pd.DataFrame, alpha: float) -> 
     return [*lines, "", *_choice_rule(comparison)]
 
 
+def _partial_fine_tuning(comparison: pd.DataFrame) -> list[str]:
+    """What the partial fine-tune trained, which the table's parameter count only hints."""
+    if "trainable_stages" not in comparison.columns:
+        return []
+    lines = []
+    for _, row in comparison[comparison["trainable_stages"].notna()].iterrows():
+        stages = int(row["trainable_stages"])
+        lines.append(
+            f"{_prose(row['variant'])} ({row['variant']}) trained the backbone's last "
+            f"{stages} stage{'s' if stages > 1 else ''} and the head; the earlier stages "
+            "kept their pretrained weights and were computed once per photo and per "
+            "augmented view (cached), so its augmentations cycle through those views "
+            "instead of being drawn anew each epoch."
+        )
+    return ["", *lines] if lines else []
+
+
 def _cross_validation(comparison: pd.DataFrame) -> list[str]:
     folds = int(comparison["folds"].max()) if "folds" in comparison.columns else 1
     if folds < 2:
@@ -280,8 +297,8 @@ def _choice_rule(comparison: pd.DataFrame) -> list[str]:
         *_cross_validation(comparison),
         f"How the variant is chosen: by its best validation {metric} ({why}); variants "
         f"within {TIE_POINTS:g} points are tied and the cheaper one is chosen (frozen, then "
-        "finetune, then scratch); a variant that did not converge (it hit its cap or "
-        "diverged) is never chosen. Test "
+        "finetune_top, then finetune, then scratch); a variant that did not converge (it "
+        "hit its cap or diverged) is never chosen. Test "
         "results are reported, never used to choose. Every variant trained until "
         "validation stopped improving (early stopping), with its learning rate chosen as "
         "lr: auto says unless one was given (docs/user_guide.md).",
@@ -341,6 +358,7 @@ def comparison_markdown(
         [headers[c] for c in columns],
         [[_format_cell(c, row) for c in columns] for _, row in comparison.iterrows()],
     )
+    lines += _partial_fine_tuning(comparison)
     lines += ["", "## Paired differences", ""]
     lines += _paired_differences(comparison, pairs, ci_label, alpha)
     lines += ["", "## Conclusion", ""]

@@ -9,8 +9,9 @@ from .diverged import diverged_mask
 # Variants whose validation metrics are within this many points count as tied; the tie
 # goes to the cheaper variant.
 TIE_POINTS = 0.5
-# Cheapest first: a head on cached features, then fine-tuning, then training from scratch.
-COST_ORDER = ("frozen", "finetune", "scratch")
+# Cheapest first: a head on cached features, then the later stages on cached early-stage
+# outputs, then fine-tuning everything, then training from scratch.
+COST_ORDER = ("frozen", "finetune_top", "finetune", "scratch")
 
 
 def _cost_rank(variant: str) -> int:

@@ -30,6 +30,8 @@ from transfer_study.photos.near_copies import guard_against_near_copies, near_co
 from transfer_study.tracking.registry import registry_name
 from transfer_study.training.cache_budget import BYTES_PER_GB, CacheBuild
 from transfer_study.training.features import cached_features, embed_images
+from transfer_study.training.intermediate import embed_intermediate
+from transfer_study.training.partial import choose_lr_on_intermediate, train_on_intermediate
 from transfer_study.training.seeds import train_over_seeds
 from transfer_study.training.setup import class_names_of
 from transfer_study.training.testing import evaluate_over_seeds
@@ -182,6 +184,75 @@ def train_feature_variant(
     return train_over_seeds(
         lambda seeded: train_on_features(backbone_features, split, spec, model, seeded), chosen
     )
+
+
+def choose_partial_variant_lr(
+    intermediate_features: Cache,
+    split: pd.DataFrame,
+    preprocessing: dict[str, Any],
+    model: ModelSettings,
+    settings: TrainingSettings,
+    head: HeadState | None = None,
+) -> tuple[dict[str, Any], Figure]:
+    """The learning rate of the partial fine-tune, on the cached early-stage outputs.
+    Arguments and results as ``choose_image_variant_lr``."""
+    spec = Preprocessing.from_dict(preprocessing)
+    choice, curve = choose_lr_on_intermediate(
+        intermediate_features, split, spec, model, settings, head
+    )
+    return choice, lr_range_test_figure(curve, choice)
+
+
+def train_partial_variant(
+    intermediate_features: Cache,
+    split: pd.DataFrame,
+    preprocessing: dict[str, Any],
+    model: ModelSettings,
+    settings: TrainingSettings,
+    learning_rate: Mapping[str, Any],
+    head: HeadState | None = None,
+) -> Trained:
+    """Trains the partial fine-tune (its last ``trainable_stages`` stages and the head) on
+    the cached early-stage outputs, to convergence, once per seed.
+
+    Arguments and results as ``train_image_variant``, with the cache of
+    ``embed_intermediate_features`` in place of the decoded images.
+    """
+    spec = Preprocessing.from_dict(preprocessing)
+    chosen = with_overrides(settings, lr=float(learning_rate["lr"]))
+    return train_over_seeds(
+        lambda seeded: train_on_intermediate(
+            intermediate_features, split, spec, model, seeded, head
+        ),
+        chosen,
+    )
+
+
+def embed_intermediate_features(
+    decoded_images: Cache,
+    split: pd.DataFrame,
+    preprocessing: dict[str, Any],
+    model: ModelSettings,
+    settings: TrainingSettings,
+    raw_images: RawImagesSettings,
+) -> dict[str, CacheBuild]:
+    """Computes the partial fine-tune's frozen early stages once per photo and view.
+
+    Args:
+        decoded_images: The decoded-image cache.
+        split: The split table.
+        preprocessing: ``resolve_preprocessing``' output.
+        model: ``params:model``.
+        settings: The partial fine-tune's resolved settings (``trainable_stages``,
+            ``augmented_views``).
+        raw_images: ``params:raw_images`` (``max_cache_gb``, the cap on the cache).
+
+    Returns:
+        ``{key: build computing the outputs}`` for the content-addressed cache.
+    """
+    spec = Preprocessing.from_dict(preprocessing)
+    max_bytes = round(raw_images.max_cache_gb * BYTES_PER_GB)
+    return embed_intermediate(decoded_images, split, spec, model, settings, max_bytes)
 
 
 def embed_backbone_features(

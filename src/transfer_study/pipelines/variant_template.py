@@ -14,28 +14,44 @@ from .variant_nodes import (
     check_near_copies,
     choose_feature_variant_lr,
     choose_image_variant_lr,
+    choose_partial_variant_lr,
     embed_backbone_features,
+    embed_intermediate_features,
     evaluate_variant,
     plot_training_curves,
     probe_variant_head,
     resolve_variant_settings,
     train_feature_variant,
     train_image_variant,
+    train_partial_variant,
 )
 
-# Variant name → trains on cached images, or on backbone features embedded once.
-VARIANTS: dict[str, str] = {"scratch": "images", "frozen": "features", "finetune": "images"}
+IMAGES, FEATURES, INTERMEDIATE = "images", "features", "intermediate"
+# Variant name → trains on cached images, on backbone features embedded once, or (partial
+# fine-tuning) on the early stages' outputs computed once per photo and view.
+VARIANTS: dict[str, str] = {
+    "scratch": IMAGES,
+    "frozen": FEATURES,
+    "finetune_top": INTERMEDIATE,
+    "finetune": IMAGES,
+}
 FEATURES_VARIANT = "frozen"  # whose settings embed the photos once for every frozen run
 # Variants whose head starts as a probe on the cached features (``head_init: probe``),
 # trained with the frozen variant's settings and learning rate: the probe's inputs.
-PROBED_VARIANTS = ("finetune",)
+PROBED_VARIANTS = ("finetune_top", "finetune")
+# What each kind of variant trains on, its training node and its learning-rate node.
+_TRAINING = {
+    IMAGES: ("decoded_images", train_image_variant, choose_image_variant_lr),
+    FEATURES: ("backbone_features", train_feature_variant, choose_feature_variant_lr),
+    INTERMEDIATE: ("intermediate_features", train_partial_variant, choose_partial_variant_lr),
+}
 PROBE_INPUTS = {
     "probe_settings": f"{FEATURES_VARIANT}.training_settings",
     "probe_learning_rate": f"{FEATURES_VARIANT}.learning_rate",
 }
 TRAINING_DEFAULTS = "params:training_defaults"
 # Kept outside the variant's namespace when it is applied.
-SHARED_PARAMETERS = ("params:model", "params:evaluation", TRAINING_DEFAULTS)
+SHARED_PARAMETERS = ("params:model", "params:evaluation", "params:raw_images", TRAINING_DEFAULTS)
 # The split after the near-copy check: what every variant trains and is evaluated on.
 CHECKED_SPLIT = "checked_split"
 # The split once the registry target is checked (the registry pipeline): what the study,
@@ -64,14 +80,13 @@ def _resolve_node(variant: str, overrides: str, output: str, name: str) -> Node:
 
 def training_node_and_data(variant: str) -> tuple[Callable, str]:
     """The training node function of ``variant`` and the dataset it trains on."""
-    if VARIANTS[variant] == "features":
-        return train_feature_variant, "backbone_features"
-    return train_image_variant, "decoded_images"
+    data, train, _ = _TRAINING[VARIANTS[variant]]
+    return train, data
 
 
 def needs_features(variant: str) -> bool:
     """Whether ``variant`` reads the cached backbone features (to train, or to probe)."""
-    return VARIANTS[variant] == "features" or variant in PROBED_VARIANTS
+    return VARIANTS[variant] == FEATURES or variant in PROBED_VARIANTS
 
 
 def variants_needed(variants: list[str]) -> list[str]:
@@ -101,23 +116,41 @@ def _probe(variant: str) -> list[str]:
     return ["probe_head"] if variant in PROBED_VARIANTS else []
 
 
+def _intermediate_node() -> Node:
+    """Computes a partial fine-tune's frozen early stages once per photo and view."""
+    return Node(
+        func=embed_intermediate_features,
+        inputs=[
+            "decoded_images",
+            "split",
+            "preprocessing",
+            "params:model",
+            "training_settings",
+            "params:raw_images",
+        ],
+        outputs="intermediate_features",
+        name="embed_intermediate_node",
+    )
+
+
 def learning_rate_pipeline(variant: str) -> Pipeline:
     """Chooses ``variant``'s learning rate (``lr: auto``: a range test), un-namespaced.
 
     Its output ``learning_rate`` is what the study's training and every ablation cell of
     the variant train with: one search per variant, none per cell. A probed variant
-    probes its head first (``probe_head``), and the range test starts from it.
+    probes its head first (``probe_head``), and the search starts from it. A partial
+    fine-tune first computes its frozen early stages once (``intermediate_features``), and
+    its cells reuse them.
     """
-    _, training_data = training_node_and_data(variant)
-    choose = (
-        choose_feature_variant_lr if VARIANTS[variant] == "features" else (choose_image_variant_lr)
-    )
+    training_data, _, choose = _TRAINING[VARIANTS[variant]]
     probe = [probe_node("training_settings")] if variant in PROBED_VARIANTS else []
+    embed = [_intermediate_node()] if VARIANTS[variant] == INTERMEDIATE else []
     return Pipeline(
         [
             _resolve_node(
                 variant, "params:training", "training_settings", "resolve_training_settings_node"
             ),
+            *embed,
             *probe,
             Node(
                 func=choose,
@@ -140,7 +173,8 @@ def variant_template(variant: str, training_settings: str = "training_settings")
     """Resolve the settings of ``variant``, train, evaluate and plot; namespaced by the caller.
 
     Args:
-        variant: ``scratch``, ``frozen`` or ``finetune``; its block is ``params:training``.
+        variant: ``scratch``, ``frozen``, ``finetune_top`` or ``finetune``; its block is
+            ``params:training``.
         training_settings: The dataset the training node reads: ``training_settings``
             (the resolved settings), or one made from them by a later node (an ablation
             cell's settings with the cell's seed).
@@ -210,7 +244,7 @@ def variant_pipeline(variant: str) -> Pipeline:
     """The variant's learning-rate choice and template, under its namespace and block.
 
     Args:
-        variant: ``scratch``, ``frozen`` or ``finetune``.
+        variant: ``scratch``, ``frozen``, ``finetune_top`` or ``finetune``.
 
     Returns:
         The namespaced pipeline.

@@ -23,7 +23,12 @@ from transfer_study.models.preprocessing import Preprocessing
 from transfer_study.models.transforms import build_eval_transform, build_train_transform
 from transfer_study.training.cache_budget import CacheBuild, features_bytes
 from transfer_study.training.data import rows_in_cache, seed_everything
-from transfer_study.training.device import DeviceSettings, _device_settings, _memory_format
+from transfer_study.training.device import (
+    DeviceSettings,
+    _device_settings,
+    _memory_format,
+    tune_cpu_allocator,
+)
 from transfer_study.training.image_cache import image_cache_key, select_image_cache
 
 
@@ -52,6 +57,7 @@ def _embed(
     batch_size: int,
     settings: DeviceSettings,
     description: str,
+    dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
     backbone.eval()
     batches = []
@@ -60,7 +66,7 @@ def _embed(
     ):
         batch = torch.stack([transform(image) for image in images[start : start + batch_size]])
         with settings.autocast():
-            batches.append(backbone(settings.to_device(batch)).float().cpu())
+            batches.append(backbone(settings.to_device(batch)).to(dtype).cpu())
     return torch.cat(batches) if batches else torch.empty(0)
 
 
@@ -99,6 +105,8 @@ def embed_images(
         device = _device_settings(
             settings.device, channels_last=settings.channels_last, amp=settings.amp
         )
+        if device.device.type == "cpu":
+            tune_cpu_allocator()  # large activations: see tune_cpu_allocator
         seed_everything(settings.seed)  # augmented views are reproducible
         cache = select_image_cache(decoded_images, split, preprocessing)
         # Only the backbone is used; the head's size is irrelevant here.

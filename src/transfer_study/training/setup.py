@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader
 from transfer_study.config import ModelSettings, TrainingSettings
 from transfer_study.models.factory import Classifier, create_classifier, set_backbone_trainable
 from transfer_study.models.preprocessing import Preprocessing
+from transfer_study.models.stages import cut_backbone
 from transfer_study.models.transforms import build_eval_transform, build_train_transform
 from transfer_study.training.balance import class_weights, headline_metric, is_imbalanced
 from transfer_study.training.data import (
@@ -35,6 +36,7 @@ from transfer_study.training.device import (
 )
 from transfer_study.training.features import _EpochViews, _features_key
 from transfer_study.training.image_cache import image_cache_key, select_image_cache
+from transfer_study.training.intermediate import cached_intermediate
 from transfer_study.training.loops import Metric
 from transfer_study.training.optim import create_optimizer
 
@@ -48,7 +50,8 @@ class TrainingSetup:
     Attributes:
         classifier: The whole classifier (what the checkpoint stores).
         module: What trains: the (possibly compiled) classifier, or only its head.
-        backbone: The backbone when it trains (scratch, fine-tune), else ``None``.
+        backbone: What of the backbone trains (scratch, fine-tune: all of it; partial
+            fine-tune: its later stages), else ``None``.
         train_loader: Shuffled training batches.
         val_loader: Validation batches.
         criterion: The loss, class-weighted when that applies.
@@ -199,4 +202,59 @@ def feature_setup(
         class_names=class_names,
         metric=headline_metric(split),
         on_epoch_start=train_set.set_epoch if isinstance(train_set, _EpochViews) else None,
+    )
+
+
+class _AsFloat(nn.Module):
+    """Casts the cached float16 early-stage outputs to float32 on the device."""
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return inputs.float()
+
+
+def intermediate_setup(
+    intermediate_features: Cache,
+    split: pd.DataFrame,
+    preprocessing: Preprocessing,
+    model: ModelSettings,
+    settings: TrainingSettings,
+) -> TrainingSetup:
+    """The setup of partial fine-tuning: the backbone's later stages and the head train,
+    on the early stages' outputs cached by ``embed_intermediate``."""
+    cached = cached_intermediate(intermediate_features, split, preprocessing, model, settings)
+    device = _device_settings(
+        settings.device, channels_last=settings.channels_last, amp=settings.amp
+    )
+    if device.device.type == "cpu":
+        tune_cpu_allocator()
+    generator = seed_everything(settings.seed)
+    class_names = class_names_of(split)
+    classifier = _classifier(model, settings, len(class_names))
+    set_backbone_trainable(classifier, False)
+    top = cut_backbone(classifier.backbone, model.backbone, settings.trainable_stages).trainable
+    top.requires_grad_(True)
+    classifier.to(device.device, memory_format=_memory_format(device))
+    position = {path: i for i, path in enumerate(cached["paths"])}
+    train_rows, val_rows = split[split["split"] == "train"], split[split["split"] == "val"]
+    train_labels = class_indices(train_rows["label"], class_names)
+    train_at = [position[p] for p in train_rows["path"]]
+    views = cached["augmented"] if cached["augmented"] is not None else cached["features"][None]
+    train_set = _EpochViews(views[:, train_at], train_labels)
+    val_set = torch.utils.data.TensorDataset(
+        cached["features"][[position[p] for p in val_rows["path"]]],
+        torch.as_tensor(class_indices(val_rows["label"], class_names), dtype=torch.long),
+    )
+    options = {"batch_size": settings.batch_size, "generator": generator}
+    options |= {"num_workers": 0, "pin_memory": False}
+    return TrainingSetup(
+        classifier=classifier,
+        module=nn.Sequential(_AsFloat(), top, classifier.head),
+        backbone=top,
+        train_loader=make_loader(train_set, shuffle=True, **options),
+        val_loader=make_loader(val_set, shuffle=False, **options),
+        criterion=_criterion(settings, split, train_labels, len(class_names)).to(device.device),
+        device=device,
+        class_names=class_names,
+        metric=headline_metric(split),
+        on_epoch_start=train_set.set_epoch,
     )

@@ -11,7 +11,13 @@ import torch
 
 from transfer_study.config import ModelSettings, TrainingSettings
 from transfer_study.models.factory import create_classifier
-from transfer_study.training.device import _device_settings, _memory_format, tune_cpu_allocator
+from transfer_study.models.stages import cut_backbone
+from transfer_study.training.device import (
+    DeviceSettings,
+    _device_settings,
+    _memory_format,
+    tune_cpu_allocator,
+)
 
 # Epochs a variant typically needs before early stopping ends it (our development sets:
 # the demo photos and the tutorial's ants and bees): a rough guide, not a promise.
@@ -26,12 +32,14 @@ _TIMED_STEPS = 3
 def training_images_per_second(
     model: ModelSettings, input_size: int, settings: TrainingSettings, num_classes: int
 ) -> float:
-    """Times a few full training steps (forward, backward, update) on random images.
+    """Times a few full training steps (forward, backward, update) on random images; for
+    a partial fine-tune (``trainable_stages``), steps of its later stages and head on the
+    early stages' output, which is what it trains on.
 
     Args:
         model: The backbone.
         input_size: The input side in pixels.
-        settings: Batch size, device, memory format and mixed precision.
+        settings: Batch size, device, memory format, mixed precision, trainable stages.
         num_classes: Outputs of the head.
 
     Returns:
@@ -45,22 +53,34 @@ def training_images_per_second(
     classifier = create_classifier(
         model.backbone, weights="none", num_classes=num_classes, head={"type": "linear"}
     ).to(device.device, memory_format=_memory_format(device))
-    optimizer = torch.optim.AdamW(classifier.parameters(), lr=1e-4)
-    inputs = device.to_device(torch.randn(settings.batch_size, 3, input_size, input_size))
-    labels = torch.zeros(settings.batch_size, dtype=torch.long, device=device.device)
-    classifier.train()
+    inputs = torch.randn(settings.batch_size, 3, input_size, input_size)
+    trained: torch.nn.Module = classifier
+    if settings.trainable_stages is not None:
+        cut = cut_backbone(classifier.backbone, model.backbone, settings.trainable_stages)
+        with torch.no_grad():
+            inputs = cut.frozen.eval()(device.to_device(inputs))
+        trained = torch.nn.Sequential(cut.trainable, classifier.head)
+    return _timed_steps(trained, device.to_device(inputs), settings.batch_size, device)
+
+
+def _timed_steps(
+    trained: torch.nn.Module, inputs: torch.Tensor, batch_size: int, device: DeviceSettings
+) -> float:
+    optimizer = torch.optim.AdamW(trained.parameters(), lr=1e-4)
+    labels = torch.zeros(batch_size, dtype=torch.long, device=device.device)
+    trained.train()
     seconds = 0.0
     for step in range(_TIMED_STEPS + 1):  # the first step pays one-off costs: not timed
         started = time.perf_counter()
         with device.autocast():
-            loss = torch.nn.functional.cross_entropy(classifier(inputs), labels)
+            loss = torch.nn.functional.cross_entropy(trained(inputs), labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         if device.device.type == "cuda":
             torch.cuda.synchronize()
         seconds += (time.perf_counter() - started) if step else 0.0
-    return _TIMED_STEPS * settings.batch_size / seconds
+    return _TIMED_STEPS * batch_size / seconds
 
 
 def estimate_image_variant(

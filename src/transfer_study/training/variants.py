@@ -64,7 +64,9 @@ def _summary(
     settings: TrainingSettings,
     model: ModelSettings,
 ) -> dict[str, Any]:
-    trainable, total = count_parameters(setup.classifier)
+    # What trained: the head (frozen), the later stages and head (partial), or everything.
+    trainable, _ = count_parameters(setup.module)
+    _, total = count_parameters(setup.classifier)
     history, best = result.history, result.best
     return {
         "variant": settings.name,
@@ -89,6 +91,7 @@ def _summary(
         "diverged": result.diverged,
         "divergence_step": int(history["step"].iloc[-1]) if result.diverged else None,
         "divergence_reason": result.divergence,
+        "trainable_stages": settings.trainable_stages,  # partial fine-tuning only
         "trainable_params": trainable,
         "total_params": total,
         # The resolved settings, as plain data: what MLflow records for this training.

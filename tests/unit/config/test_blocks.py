@@ -56,7 +56,12 @@ def test_a_setting_no_block_gives_is_named_at_the_variant():
         k: v for k, v in params["training_defaults"].items() if k != "batch_size"
     }
     problems = parameter_problems(params)
-    assert [problem.path[0] for problem in problems] == ["scratch", "frozen", "finetune"]
+    assert [problem.path[0] for problem in problems] == [
+        "scratch",
+        "frozen",
+        "finetune_top",
+        "finetune",
+    ]
     assert {p.path[1] for p in problems} == {"batch_size"}
     assert problems[0].message == (
         "missing: set it in training_defaults (every variant) or in scratch"

@@ -21,8 +21,10 @@ from transfer_study.config import AblationSettings, parse_settings
 from transfer_study.photos.subsets import grid_cells
 from transfer_study.pipelines.configured import configured_parameters
 from transfer_study.pipelines.variant_template import (
+    INTERMEDIATE,
     PROBE_INPUTS,
     PROBED_VARIANTS,
+    VARIANTS,
     bound,
     needs_features,
     probe_node,
@@ -90,7 +92,9 @@ def _cell_pipeline(variant: str, cell: dict[str, Any]) -> Pipeline:
             # The study's resolved settings and chosen learning rate: no search per cell.
             "training_settings": f"{variant}.training_settings",
             "learning_rate": f"{variant}.learning_rate",
-            **{shared: shared for shared in ("decoded_images", "preprocessing", data)},
+            **{shared: shared for shared in ("decoded_images", "preprocessing")},
+            # The study's caches; a partial fine-tune's is in its namespace (its settings').
+            data: f"{variant}.{data}" if VARIANTS[variant] == INTERMEDIATE else data,
             **({"backbone_features": "backbone_features"} if needs_features(variant) else {}),
             **(PROBE_INPUTS if probed else {}),
         },

@@ -58,6 +58,7 @@ def _comparison_row(
     row["diverged"] = is_diverged(summary)
     row["divergence_step"] = summary.get("divergence_step")
     row["divergence_reason"] = summary.get("divergence_reason")
+    row["trainable_stages"] = summary.get("trainable_stages")  # partial fine-tuning only
     return row
 
 

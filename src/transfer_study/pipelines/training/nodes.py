@@ -61,11 +61,21 @@ def estimate_study_time(
     size = Preprocessing.from_dict(preprocessing).input_size
     counts = split["split"].value_counts()
     n_train, n_val = int(counts.get("train", 0)), int(counts.get("val", 0))
-    end_to_end = [s for s in variant_settings if s.name != "frozen"]
+    classes = split["label"].nunique()
+    end_to_end = [s for s in variant_settings if s.name not in ("frozen", "finetune_top")]
     reference = end_to_end[0] if end_to_end else variant_settings[0]
-    speed = training_images_per_second(model, size, reference, split["label"].nunique())
+    speed = training_images_per_second(model, size, reference, classes)
     variants = {s.name: estimate_image_variant(s, speed, n_train, n_val) for s in end_to_end}
     embedding = round(len(split) * VALIDATION_COST / speed)  # one forward pass per photo
+    for partial in (s for s in variant_settings if s.name == "finetune_top"):
+        # Its cache: a forward pass per photo and view; then steps of the later stages.
+        top_speed = training_images_per_second(model, size, partial, classes)
+        estimate = estimate_image_variant(partial, top_speed, n_train, n_val)
+        cache = round(embedding * (1 + partial.augmented_views))
+        variants[partial.name] = {
+            key: value + cache if key.endswith("_seconds") else value
+            for key, value in estimate.items()
+        }
     variants |= {
         s.name: {"variant": s.name, "expected_seconds": embedding, "cap_seconds": embedding}
         for s in variant_settings
