@@ -73,5 +73,5 @@ def test_the_comparison_flags_it_shows_no_figure_of_it_and_chooses_another(study
     report = (study / "data/08_reporting/variant_comparison.md").read_text()
     assert "**Flagged: fine-tune diverged at step" in report
     assert "`--params=finetune.lr=100` (a tenth of 1000)" in report
-    (finetune_row,) = [line for line in report.splitlines() if line.startswith("| finetune")]
+    (finetune_row,) = [line for line in report.splitlines() if line.startswith("| finetune ")]
     assert "**diverged at step" in finetune_row and "%" not in finetune_row

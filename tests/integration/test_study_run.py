@@ -123,7 +123,7 @@ def test_default_run_trains_four_variants_and_writes_the_comparison(project: Pat
         "p",
         "p_holm",
     ]
-    assert len(pairs) == 3
+    assert len(pairs) == 6  # every pair of the four variants
     assert pairs[["p", "p_holm"]].stack().between(0, 1).all()
     assert not (reporting / "variant_mcnemar.csv").exists()
     report = (reporting / "variant_comparison.md").read_text()
