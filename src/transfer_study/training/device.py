@@ -82,6 +82,8 @@ def pick_device(preference: str = DEVICE_AUTO) -> torch.device:
 def _device_settings(preference: str, *, channels_last: bool, amp: bool) -> DeviceSettings:
     device = pick_device(preference)
     torch.backends.cudnn.benchmark = device.type == "cuda"
+    if device.type == _CPU:
+        tune_cpu_allocator()  # once per process; every CPU computation gets it
     return DeviceSettings(device=device, channels_last=channels_last, amp=amp)
 
 

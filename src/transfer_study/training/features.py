@@ -27,7 +27,6 @@ from transfer_study.training.device import (
     DeviceSettings,
     _device_settings,
     _memory_format,
-    tune_cpu_allocator,
 )
 from transfer_study.training.image_cache import image_cache_key, select_image_cache
 
@@ -105,8 +104,6 @@ def embed_images(
         device = _device_settings(
             settings.device, channels_last=settings.channels_last, amp=settings.amp
         )
-        if device.device.type == "cpu":
-            tune_cpu_allocator()  # large activations: see tune_cpu_allocator
         seed_everything(settings.seed)  # augmented views are reproducible
         cache = select_image_cache(decoded_images, split, preprocessing)
         # Only the backbone is used; the head's size is irrelevant here.

@@ -27,7 +27,7 @@ from transfer_study.models.stages import cut_backbone
 from transfer_study.models.transforms import build_eval_transform, build_train_transform
 from transfer_study.training.cache_budget import CacheBuild
 from transfer_study.training.data import rows_in_cache, seed_everything
-from transfer_study.training.device import _device_settings, _memory_format, tune_cpu_allocator
+from transfer_study.training.device import _device_settings, _memory_format
 from transfer_study.training.features import _embed
 from transfer_study.training.image_cache import image_cache_key, select_image_cache
 
@@ -94,8 +94,6 @@ def embed_intermediate(
         device = _device_settings(
             settings.device, channels_last=settings.channels_last, amp=settings.amp
         )
-        if device.device.type == "cpu":
-            tune_cpu_allocator()  # large activations: see tune_cpu_allocator
         seed_everything(settings.seed)  # the augmented views are reproducible
         cache = select_image_cache(decoded_images, split, preprocessing)
         frozen = _cut(model, settings, settings.weights).frozen

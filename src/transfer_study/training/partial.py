@@ -14,24 +14,10 @@ import pandas as pd
 
 from transfer_study.config import ModelSettings, TrainingSettings
 from transfer_study.models.preprocessing import Preprocessing
-from transfer_study.training.setup import TrainingSetup, intermediate_setup
-from transfer_study.training.variants import HeadState, _choose_lr, _train
+from transfer_study.training.setup import intermediate_setup
+from transfer_study.training.variants import HeadState, _choose_lr, _train, with_head
 
 Cache = Mapping[str, Callable[[], dict]]
-
-
-def _setup(
-    intermediate_features: Cache,
-    split: pd.DataFrame,
-    preprocessing: Preprocessing,
-    model: ModelSettings,
-    settings: TrainingSettings,
-    head: HeadState | None,
-) -> TrainingSetup:
-    setup = intermediate_setup(intermediate_features, split, preprocessing, model, settings)
-    if head is not None:
-        setup.classifier.head.load_state_dict(head)
-    return setup
 
 
 def choose_lr_on_intermediate(
@@ -47,7 +33,8 @@ def choose_lr_on_intermediate(
     Returns:
         The choice (``lr``, ``source`` and the search's figures) and its curve or table.
     """
-    setup = _setup(intermediate_features, split, preprocessing, model, settings, head)
+    setup = intermediate_setup(intermediate_features, split, preprocessing, model, settings)
+    setup = with_head(setup, head)
     return _choose_lr(setup, settings)
 
 
@@ -74,5 +61,6 @@ def train_on_intermediate(
         The checkpoint (the whole classifier: early stages as pretrained, later stages and
         head as trained), the history (one row per validation) and a training summary.
     """
-    setup = _setup(intermediate_features, split, preprocessing, model, settings, head)
+    setup = intermediate_setup(intermediate_features, split, preprocessing, model, settings)
+    setup = with_head(setup, head)
     return _train(setup, split, preprocessing, model, settings, validate_start=head is not None)

@@ -32,7 +32,6 @@ from transfer_study.training.device import (
     _device_settings,
     _memory_format,
     maybe_compile,
-    tune_cpu_allocator,
 )
 from transfer_study.training.features import _EpochViews, _features_key
 from transfer_study.training.image_cache import image_cache_key, select_image_cache
@@ -119,8 +118,6 @@ def image_setup(
     device = _device_settings(
         settings.device, channels_last=settings.channels_last, amp=settings.amp
     )
-    if device.device.type == "cpu":
-        tune_cpu_allocator()
     generator = seed_everything(settings.seed)
     class_names = class_names_of(split)
     cache = select_image_cache(decoded_images, split, preprocessing)
@@ -225,8 +222,6 @@ def intermediate_setup(
     device = _device_settings(
         settings.device, channels_last=settings.channels_last, amp=settings.amp
     )
-    if device.device.type == "cpu":
-        tune_cpu_allocator()
     generator = seed_everything(settings.seed)
     class_names = class_names_of(split)
     classifier = _classifier(model, settings, len(class_names))

@@ -16,7 +16,6 @@ from transfer_study.training.device import (
     DeviceSettings,
     _device_settings,
     _memory_format,
-    tune_cpu_allocator,
 )
 
 # Epochs a variant typically needs before early stopping ends it (our development sets:
@@ -48,8 +47,6 @@ def training_images_per_second(
     device = _device_settings(
         settings.device, channels_last=settings.channels_last, amp=settings.amp
     )
-    if device.device.type == "cpu":
-        tune_cpu_allocator()
     classifier = create_classifier(
         model.backbone, weights="none", num_classes=num_classes, head={"type": "linear"}
     ).to(device.device, memory_format=_memory_format(device))

@@ -302,15 +302,8 @@ def probe_head(
     return {k: v.detach().cpu().clone() for k, v in setup.classifier.head.state_dict().items()}
 
 
-def _image_setup(
-    decoded_images: Cache,
-    split: pd.DataFrame,
-    preprocessing: Preprocessing,
-    model: ModelSettings,
-    settings: TrainingSettings,
-    head: HeadState | None,
-) -> TrainingSetup:
-    setup = image_setup(decoded_images, split, preprocessing, model, settings)
+def with_head(setup: TrainingSetup, head: HeadState | None) -> TrainingSetup:
+    """``setup`` starting from ``head`` (a probed head), or as built when ``None``."""
     if head is not None:
         setup.classifier.head.load_state_dict(head)
     return setup
@@ -330,7 +323,7 @@ def choose_lr_on_images(
     Returns:
         The choice (``lr``, ``source`` and the test's figures) and the test's curve.
     """
-    setup = _image_setup(decoded_images, split, preprocessing, model, settings, head)
+    setup = with_head(image_setup(decoded_images, split, preprocessing, model, settings), head)
     return _choose_lr(setup, settings)
 
 
@@ -367,7 +360,7 @@ def train_on_images(
     Returns:
         The checkpoint, the history (one row per validation) and a training summary.
     """
-    setup = _image_setup(decoded_images, split, preprocessing, model, settings, head)
+    setup = with_head(image_setup(decoded_images, split, preprocessing, model, settings), head)
     # A probed start is a candidate: training that never beats it on validation keeps it.
     return _train(setup, split, preprocessing, model, settings, validate_start=head is not None)
 

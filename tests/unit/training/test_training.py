@@ -340,7 +340,7 @@ def test_short_candidate_trainings_choose_the_lr_on_validation_and_leave_the_sta
     search = {"method": "candidates", "min_lr": 1e-6, "max_lr": 1e-1, "steps": 5}
     search |= {"per_decade": 1, "candidate_steps": 4}
     settings = _variant("finetune", weights="none", lr="auto", lr_search=search, seed=0)
-    setup = variants._image_setup(decoded, split, PREPROCESSING, TINY_MODEL, settings, None)
+    setup = variants.image_setup(decoded, split, PREPROCESSING, TINY_MODEL, settings)
     start = {k: v.clone() for k, v in setup.module.state_dict().items()}
     choice, table = variants._choose_lr(setup, settings)
     assert choice["source"] == variants.LR_FROM_VALIDATION and choice["candidates"] == 6
