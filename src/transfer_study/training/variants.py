@@ -6,7 +6,6 @@ validation) and a training summary."""
 from __future__ import annotations
 
 import copy
-import hashlib
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -23,6 +22,7 @@ from transfer_study.training.fitting import Budget, FitResult, fit
 from transfer_study.training.lr_finder import candidate_lrs, lr_range_test, search_on_validation
 from transfer_study.training.optim import create_scheduler
 from transfer_study.training.setup import TrainingSetup, feature_setup, head_spec, image_setup
+from transfer_study.training.summary import training_summary
 
 logger = logging.getLogger(__name__)
 
@@ -31,75 +31,6 @@ LR_FROM_RANGE_TEST = "range test"
 LR_FROM_VALIDATION = "validation"
 LR_GIVEN = "given"
 HeadState = dict[str, torch.Tensor]
-
-
-def training_data_profile(split: pd.DataFrame) -> dict[str, Any]:
-    """How much training data a run had, and a fingerprint of the whole split.
-
-    Args:
-        split: The split table the run trained on.
-
-    Returns:
-        ``n_samples`` (physical training samples), ``n_angles`` (most photos of one
-        training sample), ``n_images`` (training photos) and ``split_fingerprint`` (a
-        hash of every photo's path, sample and split, so two runs on the same split and
-        subset share it).
-    """
-    train = split[split["split"] == "train"]
-    rows = split[["path", "sample_id", "split"]].astype(str).sort_values("path")
-    digest = hashlib.sha256(rows.to_csv(index=False).encode()).hexdigest()[:16]
-    return {
-        "n_samples": int(train["sample_id"].nunique()),
-        "n_angles": int(train.groupby("sample_id").size().max()) if len(train) else 0,
-        "n_images": len(train),
-        "split_fingerprint": digest,
-    }
-
-
-def _summary(
-    setup: TrainingSetup,
-    result: FitResult,
-    budget: Budget,
-    split: pd.DataFrame,
-    settings: TrainingSettings,
-    model: ModelSettings,
-) -> dict[str, Any]:
-    # What trained: the head (frozen), the later stages and head (partial), or everything.
-    trainable, _ = count_parameters(setup.module)
-    _, total = count_parameters(setup.classifier)
-    history, best = result.history, result.best
-    return {
-        "variant": settings.name,
-        "backbone": model.backbone,
-        "weights": settings.weights,
-        "seed": settings.seed,
-        **training_data_profile(split),
-        "lr": settings.lr,
-        "metric": setup.metric,
-        "train_seconds": round(result.seconds, 2),
-        "steps": int(history["step"].iloc[-1]),
-        "epochs_run": float(history["epoch"].iloc[-1]),
-        "images_seen": int(history["images_seen"].iloc[-1]),
-        "max_steps": budget.max_steps,
-        "best_step": int(best["step"]),
-        "best_epoch": float(best["epoch"]),
-        "best_val_metric": float(best["val_metric"]),
-        "best_val_accuracy": float(best["val_accuracy"]),
-        "stop_reason": result.stop_reason,
-        "converged": result.converged,
-        # Stopped by the divergence rule (training/divergence.py): where and why.
-        "diverged": result.diverged,
-        "divergence_step": int(history["step"].iloc[-1]) if result.diverged else None,
-        "divergence_reason": result.divergence,
-        "trainable_stages": settings.trainable_stages,  # partial fine-tuning only
-        "trainable_params": trainable,
-        "total_params": total,
-        # The resolved settings, as plain data: what MLflow records for this training.
-        "parameters": {
-            "model": model.model_dump(mode="json"),
-            "training": settings.model_dump(mode="json"),
-        },
-    }
 
 
 def _budget(settings: TrainingSettings) -> Budget:
@@ -133,7 +64,7 @@ def _train(
     result = _fit(setup, settings, validate_start=validate_start)
     if setup.backbone is not None:
         set_backbone_trainable(setup.classifier, True)
-    summary = _summary(setup, result, _budget(settings), split, settings, model)
+    summary = training_summary(setup, result, _budget(settings), split, settings, model)
     checkpoint = make_checkpoint(
         setup.classifier.cpu(),
         backbone=model.backbone,
