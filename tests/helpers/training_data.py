@@ -8,7 +8,11 @@ import torch
 
 from tests.helpers.settings import study_training_settings
 from transfer_study.config import ModelSettings, TrainingSettings, with_overrides
-from transfer_study.models.preprocessing import pretrained_preprocessing, scaled_to_input_size
+from transfer_study.models.preprocessing import (
+    Preprocessing,
+    pretrained_preprocessing,
+    scaled_to_input_size,
+)
 from transfer_study.training.image_cache import image_cache_key
 
 MODEL = ModelSettings(backbone="efficientnet_lite0", image_size=32)
@@ -26,14 +30,17 @@ def tiny_variant(name: str, **changes: object) -> TrainingSettings:
         "batch_size": 8,
         "device": "cpu",
         "augmentations": [],
+        # Explicit: no timed pass chooses them (training/cpu_tuning.py has its own tests).
+        "channels_last": True,
+        "cpu_precision": "float32",
     }
     return with_overrides(study_training_settings(name), **{**tiny, **changes})
 
 
-def brightness_photos() -> tuple[dict, pd.DataFrame]:
+def brightness_photos(preprocessing: Preprocessing = PREPROCESSING) -> tuple[dict, pd.DataFrame]:
     """A decoded-image cache and split: two classes told apart by brightness."""
     generator = torch.Generator().manual_seed(0)
-    size = PREPROCESSING.resize_size
+    size = preprocessing.resize_size
     rows, images = [], []
     for i in range(36):
         label = "bright" if i % 2 else "dark"
@@ -53,7 +60,7 @@ def brightness_photos() -> tuple[dict, pd.DataFrame]:
         )
     split_table = pd.DataFrame(rows)
     cache = {"images": torch.stack(images), "paths": split_table["path"].tolist()}
-    return {image_cache_key(split_table, PREPROCESSING): lambda: cache}, split_table
+    return {image_cache_key(split_table, preprocessing): lambda: cache}, split_table
 
 
 def materialised(lazy: dict) -> dict:

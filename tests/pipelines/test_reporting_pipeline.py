@@ -87,6 +87,8 @@ def _variant_results(
     }
     if variant == "finetune_top":
         summary["trainable_stages"] = 2
+    if variant == "scratch":
+        summary["input_sizes"] = [112, 224]  # progressive resizing
     return {
         f"{variant}.test_metrics": {k: float(v) for k, v in metrics.items()},
         f"{variant}.training_summary": summary,
@@ -264,3 +266,12 @@ def test_the_report_says_how_many_stages_the_partial_fine_tune_trained(outputs):
     assert rows[["trainable_stages"]].drop(index="finetune_top").isna().all().all()
     report = outputs["variant_comparison_report"]
     assert "partial fine-tune (finetune_top) trained the backbone's last 2 stages" in report
+
+
+def test_the_report_says_which_variant_trained_with_progressive_resizing(outputs):
+    rows = outputs["variant_comparison"].set_index("variant")
+    assert rows.loc["scratch", "input_sizes"] == "112 → 224"
+    assert rows["input_sizes"].drop(index="scratch").isna().all()
+    report = outputs["variant_comparison_report"]
+    assert "scratch (scratch) trained with progressive resizing, at 112 → 224 px" in report
+    assert report.count("progressive resizing") == 1

@@ -28,6 +28,7 @@ from .base import (
 )
 
 _BelowOne = Annotated[float, Strict(), Field(ge=0, lt=1)]
+_Scale = Annotated[float, Strict(), Field(gt=0, lt=1)]
 
 
 class Augmentation(Settings):
@@ -118,6 +119,17 @@ class TrainingSettings(Settings):
         description="finetune_top only: the backbone's last stages that train on the "
         "cached output of the others",
     )
+    # A default, so that settings written before progressive resizing existed stay valid.
+    progressive_scales: list[_Scale] = Field(
+        default_factory=list,
+        description="scratch and finetune: fractions of the input size trained at first, "
+        "each to convergence, before the input size itself; [] = the input size only",
+    )
+    progressive_patience: PositiveInt | None = Field(
+        default=1,
+        description="progressive resizing: validations without a better metric before a "
+        "smaller side hands over to the next; null = the variant's patience",
+    )
     embedding_batch_size: PositiveInt = Field(description="frozen only: embedding batch size")
     head: HeadSettings = Field(description="the classification head")
     optimizer: Literal["sgd", "adam", "adamw"] = Field(description="the optimiser")
@@ -153,7 +165,16 @@ class TrainingSettings(Settings):
         description="trainings per variant (seed, seed + 1, ...); auto = 1 on a CPU, 3 on a GPU"
     )
     device: Device = Field(description="auto (CUDA > MPS > CPU), cpu, cuda or mps")
-    channels_last: bool = Field(description="channels-last memory format")
+    channels_last: bool | Literal["auto"] = Field(
+        description="channels-last memory format; auto = on, except on a CPU where a "
+        "measured training pass is 1.2x faster without it"
+    )
+    # A default, so that settings written before CPU tuning existed stay valid.
+    cpu_precision: Literal["auto", "float32", "bfloat16"] = Field(
+        default="auto",
+        description="a CPU's training precision; auto = bfloat16 autocast where the CPU "
+        "computes it natively (AMX, AVX-512 BF16) and a measured pass is 1.2x faster",
+    )
     amp: bool = Field(description="float16 mixed precision on CUDA")
     compile: bool | Literal["auto"] = Field(description="torch.compile; auto = on CUDA only")
     num_workers: NonNegativeInt | Literal["auto"] = Field(description="DataLoader workers")
@@ -168,6 +189,19 @@ class TrainingSettings(Settings):
                 f"trainable_stages applies to finetune_top only; {self.name} trains "
                 + ("only its head" if self.name == "frozen" else "every stage")
             )
+        return self
+
+    @model_validator(mode="after")
+    def _progressive_scales_for_images(self) -> TrainingSettings:
+        if not self.progressive_scales:
+            return self
+        if self.name not in ("scratch", "finetune"):
+            raise ValueError(
+                f"progressive_scales applies to scratch and finetune only; {self.name} "
+                "trains on cached outputs of the full-size photos"
+            )
+        if self.progressive_scales != sorted(set(self.progressive_scales)):
+            raise ValueError("progressive_scales must increase, e.g. [0.5] or [0.5, 0.75]")
         return self
 
     def augmentation_specs(self) -> list[dict[str, Any]]:

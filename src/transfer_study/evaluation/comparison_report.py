@@ -256,6 +256,19 @@ def _partial_fine_tuning(comparison: pd.DataFrame) -> list[str]:
     return ["", *lines] if lines else []
 
 
+def _progressive_resizing(comparison: pd.DataFrame) -> list[str]:
+    """Which variants trained at smaller sides first (their figures are at full size)."""
+    if "input_sizes" not in comparison.columns:
+        return []
+    lines = [
+        f"{_prose(row['variant'])} ({row['variant']}) trained with progressive resizing, "
+        f"at {row['input_sizes']} px in turn, each side to convergence; its weights were "
+        "chosen on validation at the last, full size, and tested at it."
+        for _, row in comparison[comparison["input_sizes"].notna()].iterrows()
+    ]
+    return ["", *lines] if lines else []
+
+
 def _cross_validation(comparison: pd.DataFrame) -> list[str]:
     folds = int(comparison["folds"].max()) if "folds" in comparison.columns else 1
     if folds < 2:
@@ -358,7 +371,7 @@ def comparison_markdown(
         [headers[c] for c in columns],
         [[_format_cell(c, row) for c in columns] for _, row in comparison.iterrows()],
     )
-    lines += _partial_fine_tuning(comparison)
+    lines += _partial_fine_tuning(comparison) + _progressive_resizing(comparison)
     lines += ["", "## Paired differences", ""]
     lines += _paired_differences(comparison, pairs, ci_label, alpha)
     lines += ["", "## Conclusion", ""]

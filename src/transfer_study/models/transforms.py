@@ -56,8 +56,20 @@ def _to_normalised_float(preprocessing: Preprocessing) -> list[v2.Transform]:
     ]
 
 
+def _downscaled(preprocessing: Preprocessing, output_size: int | None) -> list[v2.Transform]:
+    """Progressive resizing's smaller input: the full-size result, resized. The same
+    augmentations and crop as at full size, so a stage differs only in resolution."""
+    if output_size is None or output_size == preprocessing.input_size:
+        return []
+    interpolation = InterpolationMode(preprocessing.interpolation)
+    return [v2.Resize(output_size, interpolation=interpolation, antialias=True)]
+
+
 def build_train_transform(
-    *, preprocessing: Preprocessing, augmentations: Sequence[Mapping[str, Any]]
+    *,
+    preprocessing: Preprocessing,
+    augmentations: Sequence[Mapping[str, Any]],
+    output_size: int | None = None,
 ) -> v2.Compose:
     """Builds the training transform: the listed augmentations, then normalisation.
 
@@ -67,6 +79,8 @@ def build_train_transform(
     Args:
         preprocessing: Sizes and normalisation of the backbone's weights.
         augmentations: ``[{name: RandomHorizontalFlip, p: 0.5}, ...]``, applied in order.
+        output_size: Resize the result to this side (progressive resizing's early
+            stages); ``None``: the input size.
 
     Returns:
         A transform from a ``uint8`` CHW tensor to a normalised ``float32`` tensor.
@@ -77,20 +91,28 @@ def build_train_transform(
     steps = [_augmentation(spec, preprocessing) for spec in augmentations]
     if not any(spec.get("name") in _SIZED_AUGMENTATIONS for spec in augmentations):
         steps.append(v2.CenterCrop(preprocessing.input_size))
+    steps += _downscaled(preprocessing, output_size)
     return v2.Compose(steps + _to_normalised_float(preprocessing))
 
 
-def build_eval_transform(*, preprocessing: Preprocessing) -> v2.Compose:
+def build_eval_transform(
+    *, preprocessing: Preprocessing, output_size: int | None = None
+) -> v2.Compose:
     """Builds the evaluation transform: centre crop to the input size, then normalisation.
 
     Args:
         preprocessing: Sizes and normalisation of the backbone's weights.
+        output_size: Resize the crop to this side (as ``build_train_transform``).
 
     Returns:
         A deterministic transform from a ``uint8`` CHW tensor to a normalised tensor.
     """
     return v2.Compose(
-        [v2.CenterCrop(preprocessing.input_size), *_to_normalised_float(preprocessing)]
+        [
+            v2.CenterCrop(preprocessing.input_size),
+            *_downscaled(preprocessing, output_size),
+            *_to_normalised_float(preprocessing),
+        ]
     )
 
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from transfer_study.training.cpu_tuning import limit_threads_to_available_cpus
+
 DEVICE_AUTO = "auto"
 _CPU = "cpu"
 # Accelerators that can be asked for by name; "auto" takes whichever torch reports.
@@ -27,11 +29,13 @@ class DeviceSettings:
         channels_last: Use the channels-last memory format for 4-D inputs (faster
             convolutions on CPU and GPU).
         amp: Mixed precision (float16 autocast with gradient scaling) on CUDA.
+        cpu_bfloat16: bfloat16 autocast on a CPU (chosen by ``cpu_tuning``).
     """
 
     device: torch.device
     channels_last: bool
     amp: bool
+    cpu_bfloat16: bool = False
 
     def to_device(self, inputs: torch.Tensor) -> torch.Tensor:
         """Moves a batch to the device in the chosen memory format."""
@@ -41,10 +45,20 @@ class DeviceSettings:
         return inputs
 
     def autocast(self) -> contextlib.AbstractContextManager:
-        """Mixed-precision context on CUDA when enabled, otherwise a no-op."""
+        """Mixed precision: float16 on CUDA when enabled, bfloat16 on a CPU when chosen,
+        otherwise a no-op."""
         if self.amp and self.device.type == "cuda":
             return torch.autocast("cuda", dtype=torch.float16)
+        if self.cpu_bfloat16 and self.device.type == _CPU:
+            return torch.autocast(_CPU, dtype=torch.bfloat16)
         return contextlib.nullcontext()
+
+    @property
+    def precision(self) -> str:
+        """The precision training computes in, for the record."""
+        if self.amp and self.device.type == "cuda":
+            return "float16 autocast"
+        return "bfloat16 autocast" if self.cpu_bfloat16 and self.device.type == _CPU else "float32"
 
 
 def pick_device(preference: str = DEVICE_AUTO) -> torch.device:
@@ -79,12 +93,15 @@ def pick_device(preference: str = DEVICE_AUTO) -> torch.device:
     return torch.device(preference)
 
 
-def _device_settings(preference: str, *, channels_last: bool, amp: bool) -> DeviceSettings:
+def _device_settings(preference: str, *, channels_last: bool | str, amp: bool) -> DeviceSettings:
+    """The device and its settings; ``channels_last: auto`` is on until ``cpu_tuning``
+    measures a training's model (it helps inference everywhere measured)."""
     device = pick_device(preference)
     torch.backends.cudnn.benchmark = device.type == "cuda"
     if device.type == _CPU:
         tune_cpu_allocator()  # once per process; every CPU computation gets it
-    return DeviceSettings(device=device, channels_last=channels_last, amp=amp)
+        limit_threads_to_available_cpus()
+    return DeviceSettings(device=device, channels_last=channels_last is not False, amp=amp)
 
 
 def maybe_compile(model: nn.Module, setting: bool | str, device: torch.device) -> nn.Module:

@@ -20,6 +20,7 @@ from transfer_study.models.preprocessing import Preprocessing
 from transfer_study.models.stages import cut_backbone
 from transfer_study.models.transforms import build_eval_transform, build_train_transform
 from transfer_study.training.balance import class_weights, headline_metric, is_imbalanced
+from transfer_study.training.cpu_tuning import tuned_for_training
 from transfer_study.training.data import (
     _image_loader,
     class_indices,
@@ -38,6 +39,7 @@ from transfer_study.training.image_cache import image_cache_key, select_image_ca
 from transfer_study.training.intermediate import cached_intermediate
 from transfer_study.training.loops import Metric
 from transfer_study.training.optim import create_optimizer
+from transfer_study.training.progressive import stage_sizes
 
 Cache = Mapping[str, Callable[[], dict]]
 
@@ -58,6 +60,9 @@ class TrainingSetup:
         class_names: Sorted class names.
         metric: The headline metric of this split.
         on_epoch_start: Shows another augmented view per epoch (frozen, cached views).
+        input_sizes: The sides it trains at in turn (progressive resizing), the input
+            size last; the loaders start at the first.
+        resize: Rebuilds both loaders at another side (``None``: one side only).
     """
 
     classifier: Classifier
@@ -70,6 +75,8 @@ class TrainingSetup:
     class_names: list[str]
     metric: Metric
     on_epoch_start: Callable[[int], None] | None = None
+    input_sizes: tuple[int, ...] = ()
+    resize: Callable[[int], None] | None = None
 
     def optimizer(self, settings: TrainingSettings, lr: float) -> torch.optim.Optimizer:
         """The optimiser over what trains, with the head's learning rate ``lr``."""
@@ -121,9 +128,16 @@ def image_setup(
     generator = seed_everything(settings.seed)
     class_names = class_names_of(split)
     cache = select_image_cache(decoded_images, split, preprocessing)
-    classifier = _classifier(model, settings, len(class_names)).to(
-        device.device, memory_format=_memory_format(device)
+    classifier = _classifier(model, settings, len(class_names))
+    sizes = tuple(stage_sizes(settings.progressive_scales, preprocessing.input_size))
+    device = tuned_for_training(
+        device,
+        classifier,
+        (settings.batch_size, 3, sizes[-1], sizes[-1]),
+        channels_last=settings.channels_last,
+        precision=settings.cpu_precision,
     )
+    classifier = classifier.to(device.device, memory_format=_memory_format(device))
     train_rows, val_rows = split[split["split"] == "train"], split[split["split"] == "val"]
     options = {
         "batch_size": settings.batch_size,
@@ -131,26 +145,38 @@ def image_setup(
         "generator": generator,
         "settings": device,
     }
-    train_transform = build_train_transform(
-        preprocessing=preprocessing, augmentations=settings.augmentation_specs()
-    )
-    eval_transform = build_eval_transform(preprocessing=preprocessing)
+    augmentations = settings.augmentation_specs()
+
+    def loaders_at(side: int) -> tuple[DataLoader, DataLoader]:
+        train = build_train_transform(
+            preprocessing=preprocessing, augmentations=augmentations, output_size=side
+        )
+        evaluation = build_eval_transform(preprocessing=preprocessing, output_size=side)
+        return (
+            _image_loader(cache, train_rows, class_names, train, shuffle=True, **options),
+            _image_loader(cache, val_rows, class_names, evaluation, shuffle=False, **options),
+        )
+
+    train_loader, val_loader = loaders_at(sizes[0])
     train_labels = class_indices(train_rows["label"], class_names)
-    return TrainingSetup(
+    setup = TrainingSetup(
         classifier=classifier,
         module=maybe_compile(classifier, settings.compile, device.device),
         backbone=classifier.backbone,
-        train_loader=_image_loader(
-            cache, train_rows, class_names, train_transform, shuffle=True, **options
-        ),
-        val_loader=_image_loader(
-            cache, val_rows, class_names, eval_transform, shuffle=False, **options
-        ),
+        train_loader=train_loader,
+        val_loader=val_loader,
         criterion=_criterion(settings, split, train_labels, len(class_names)).to(device.device),
         device=device,
         class_names=class_names,
         metric=headline_metric(split),
+        input_sizes=sizes,
     )
+
+    def resize(side: int) -> None:
+        setup.train_loader, setup.val_loader = loaders_at(side)
+
+    setup.resize = resize
+    return setup
 
 
 def feature_setup(
@@ -228,6 +254,14 @@ def intermediate_setup(
     set_backbone_trainable(classifier, False)
     top = cut_backbone(classifier.backbone, model.backbone, settings.trainable_stages).trainable
     top.requires_grad_(True)
+    module = nn.Sequential(_AsFloat(), top, classifier.head)
+    device = tuned_for_training(
+        device,
+        module,
+        (settings.batch_size, *cached["features"].shape[1:]),
+        channels_last=settings.channels_last,
+        precision=settings.cpu_precision,
+    )
     classifier.to(device.device, memory_format=_memory_format(device))
     position = {path: i for i, path in enumerate(cached["paths"])}
     train_rows, val_rows = split[split["split"] == "train"], split[split["split"] == "val"]
@@ -243,7 +277,7 @@ def intermediate_setup(
     options |= {"num_workers": 0, "pin_memory": False}
     return TrainingSetup(
         classifier=classifier,
-        module=nn.Sequential(_AsFloat(), top, classifier.head),
+        module=module,
         backbone=top,
         train_loader=make_loader(train_set, shuffle=True, **options),
         val_loader=make_loader(val_set, shuffle=False, **options),

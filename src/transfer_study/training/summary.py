@@ -7,6 +7,7 @@ import hashlib
 from typing import Any
 
 import pandas as pd
+import torch
 
 from transfer_study.config import ModelSettings, TrainingSettings
 from transfer_study.models.factory import count_parameters
@@ -73,6 +74,13 @@ def training_summary(
         "divergence_step": int(history["step"].iloc[-1]) if result.diverged else None,
         "divergence_reason": result.divergence,
         "trainable_stages": settings.trainable_stages,  # partial fine-tuning only
+        # Progressive resizing: the sides trained at in turn (None: one side only).
+        "input_sizes": list(setup.input_sizes) if len(setup.input_sizes) > 1 else None,
+        # How it computed: the CPU settings are measured per machine (training/cpu_tuning.py).
+        "device": setup.device.device.type,
+        "precision": setup.device.precision,
+        "channels_last": setup.device.channels_last,
+        "threads": torch.get_num_threads(),
         "trainable_params": trainable,
         "total_params": total,
         # The resolved settings, as plain data: what MLflow records for this training.

@@ -21,6 +21,7 @@ from transfer_study.models.preprocessing import Preprocessing
 from transfer_study.training.fitting import Budget, FitResult, fit
 from transfer_study.training.lr_finder import candidate_lrs, lr_range_test, search_on_validation
 from transfer_study.training.optim import create_scheduler
+from transfer_study.training.progressive import fit_in_stages
 from transfer_study.training.setup import TrainingSetup, feature_setup, head_spec, image_setup
 from transfer_study.training.summary import training_summary
 
@@ -61,7 +62,18 @@ def _train(
     if len(setup.train_loader) == 0:
         raise ValueError(f"Variant '{settings.name}': the split has no training photos.")
     _log_parameter_counts(setup, settings)
-    result = _fit(setup, settings, validate_start=validate_start)
+    if len(setup.input_sizes) > 1 and setup.resize is not None:
+        result = fit_in_stages(
+            setup.input_sizes,
+            setup.resize,
+            lambda validate, last: _fit(
+                setup, settings if last else _handing_over(settings), validate_start=validate
+            ),
+            validate_start=validate_start,
+            variant=settings.name,
+        )
+    else:
+        result = _fit(setup, settings, validate_start=validate_start)
     if setup.backbone is not None:
         set_backbone_trainable(setup.classifier, True)
     summary = training_summary(setup, result, _budget(settings), split, settings, model)
@@ -75,6 +87,11 @@ def _train(
         extra={k: v for k, v in summary.items() if k != "parameters"},
     )
     return checkpoint, result.history, summary
+
+
+def _handing_over(settings: TrainingSettings) -> TrainingSettings:
+    """A smaller side's settings under progressive resizing: its own patience."""
+    return with_overrides(settings, patience=settings.progressive_patience or settings.patience)
 
 
 def _fit(

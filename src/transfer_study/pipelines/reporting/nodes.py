@@ -59,6 +59,8 @@ def _comparison_row(
     row["divergence_step"] = summary.get("divergence_step")
     row["divergence_reason"] = summary.get("divergence_reason")
     row["trainable_stages"] = summary.get("trainable_stages")  # partial fine-tuning only
+    sides = summary.get("input_sizes")  # progressive resizing only
+    row["input_sizes"] = " → ".join(str(side) for side in sides) if sides else None
     return row
 
 
