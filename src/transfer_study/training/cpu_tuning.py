@@ -1,36 +1,31 @@
 """CPU settings detected and measured on this machine, not assumed.
 
-Laptops and servers differ in what pays: channels-last helped every model on the
-development machine (1.1-1.7x), bfloat16 autocast made ResNet-18 training 2.7x faster
-at 224 px on a CPU with AMX and EfficientNet-Lite0 training slower (its depthwise
-convolutions gain nothing), and a container's CPU quota can be far below the cores
-torch sees. So: threads follow the cores this process may use, and the memory format
-and precision are each chosen by timing the model's own training pass both ways, once
-per model, input shape and process. bfloat16 is only tried where the CPU has AMX or
-AVX-512 BF16 (elsewhere torch emulates it, slower), and chosen only when it is clearly
-faster: the choice is then stable from run to run and is recorded with the training.
+Laptops and servers differ in what pays: channels-last made EfficientNet-Lite0 training
+1.66x faster at 224 px on the development machine and 1.12x at 96 px, bfloat16 autocast
+made ResNet-18 training 2.7x faster at 224 px on a CPU with AMX and EfficientNet-Lite0
+training slower (its depthwise convolutions gain nothing). So the memory format and
+precision are each chosen by timing the model's own training pass both ways, once per
+model, input shape and process (threads: ``device.limit_threads_to_available_cpus``).
+bfloat16 is only tried where the CPU has AMX or AVX-512 BF16 (elsewhere torch emulates
+it: 12x slower here), and chosen only when it is clearly faster: the choice is then
+stable from run to run and is recorded with the training.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-import functools
 import logging
-import math
-import os
 import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import torch
 from torch import nn
 
-if TYPE_CHECKING:  # device.py imports this module for the thread limit
-    from transfer_study.training.device import DeviceSettings
+from transfer_study.training.device import DeviceSettings
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +36,6 @@ CpuPrecision = Literal["auto", "float32", "bfloat16"]
 _MIN_SPEEDUP = 1.2
 _TIMED_PASSES = 3
 _MAX_PROBE_BATCH = 16
-_CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
 
 
 @dataclass(frozen=True)
@@ -64,35 +58,6 @@ def cpu_supports_bfloat16() -> bool:
     checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
     # Private torch helpers (torch.cpu, 2.x); a torch without them reports no support.
     return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
-
-
-def available_cpus() -> int:
-    """The cores this process may use: its CPU affinity, capped by a cgroup v2 quota."""
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS and Windows have no affinity call
-        cpus = os.cpu_count() or 1
-    try:
-        quota, period = _CGROUP_CPU_MAX.read_text().split()[:2]
-    except (OSError, ValueError):
-        return cpus
-    if quota == "max":
-        return cpus
-    return max(1, min(cpus, math.ceil(int(quota) / int(period))))
-
-
-@functools.cache
-def limit_threads_to_available_cpus() -> int:
-    """Lowers torch's thread count to the cores this process may use; returns it.
-
-    torch counts the machine's cores; in a container with a CPU quota, threads beyond
-    it wait for each other and training slows several-fold. Once per process.
-    """
-    cpus = available_cpus()
-    if torch.get_num_threads() > cpus:
-        logger.info("Using %d threads: this process may use %d CPUs.", cpus, cpus)
-        torch.set_num_threads(cpus)
-    return torch.get_num_threads()
 
 
 def _pass_seconds(

@@ -1,23 +1,28 @@
-"""Where and how tensors are computed: the device, mixed precision, the memory format
-and ``torch.compile``."""
+"""Where and how tensors are computed: the device, mixed precision, the memory format,
+``torch.compile``, and on a CPU the allocator and the threads."""
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
 import functools
+import logging
+import math
+import os
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
 
-from transfer_study.training.cpu_tuning import limit_threads_to_available_cpus
+logger = logging.getLogger(__name__)
 
 DEVICE_AUTO = "auto"
 _CPU = "cpu"
 # Accelerators that can be asked for by name; "auto" takes whichever torch reports.
 _ACCELERATORS = ("cuda", "mps")
+_CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
 
 
 @dataclass(frozen=True)
@@ -141,3 +146,32 @@ def tune_cpu_allocator() -> bool:
         return False
     m_trim_threshold, m_mmap_max = -1, -4  # glibc's <malloc.h>
     return bool(mallopt(m_mmap_max, 0)) and bool(mallopt(m_trim_threshold, 2**31 - 1))
+
+
+def available_cpus() -> int:
+    """The cores this process may use: its CPU affinity, capped by a cgroup v2 quota."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS and Windows have no affinity call
+        cpus = os.cpu_count() or 1
+    try:
+        quota, period = _CGROUP_CPU_MAX.read_text().split()[:2]
+    except (OSError, ValueError):
+        return cpus
+    if quota == "max":
+        return cpus
+    return max(1, min(cpus, math.ceil(int(quota) / int(period))))
+
+
+@functools.cache
+def limit_threads_to_available_cpus() -> int:
+    """Lowers torch's thread count to the cores this process may use; returns it.
+
+    torch counts the machine's cores; in a container with a CPU quota, threads beyond
+    it wait for each other and training slows several-fold. Once per process.
+    """
+    cpus = available_cpus()
+    if torch.get_num_threads() > cpus:
+        logger.info("Using %d threads: this process may use %d CPUs.", cpus, cpus)
+        torch.set_num_threads(cpus)
+    return torch.get_num_threads()

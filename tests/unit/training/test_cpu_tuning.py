@@ -8,14 +8,13 @@ import pytest
 import torch
 from torch import nn
 
-from transfer_study.training import cpu_tuning
-from transfer_study.training.cpu_tuning import (
+from transfer_study.training import cpu_tuning, device
+from transfer_study.training.cpu_tuning import measure_cpu_choice, tuned_for_training
+from transfer_study.training.device import (
+    DeviceSettings,
     available_cpus,
     limit_threads_to_available_cpus,
-    measure_cpu_choice,
-    tuned_for_training,
 )
-from transfer_study.training.device import DeviceSettings
 
 CPU = DeviceSettings(device=torch.device("cpu"), channels_last=True, amp=True)
 SHAPE = (32, 3, 64, 64)
@@ -153,8 +152,8 @@ def test_the_cpu_autocast_computes_in_bfloat16_when_chosen():
 
 def test_a_cgroup_quota_caps_the_cpus(tmp_path, monkeypatch):
     quota = tmp_path / "cpu.max"
-    monkeypatch.setattr(cpu_tuning, "_CGROUP_CPU_MAX", quota)
-    monkeypatch.setattr(cpu_tuning.os, "sched_getaffinity", lambda _: set(range(8)))
+    monkeypatch.setattr(device, "_CGROUP_CPU_MAX", quota)
+    monkeypatch.setattr(device.os, "sched_getaffinity", lambda _: set(range(8)))
     quota.write_text("150000 100000\n")
     assert available_cpus() == 2
     quota.write_text("max 100000\n")
@@ -165,7 +164,7 @@ def test_a_cgroup_quota_caps_the_cpus(tmp_path, monkeypatch):
 
 def test_threads_are_lowered_to_the_cpus_this_process_may_use(monkeypatch):
     threads = torch.get_num_threads()
-    monkeypatch.setattr(cpu_tuning, "available_cpus", lambda: 1)
+    monkeypatch.setattr(device, "available_cpus", lambda: 1)
     try:
         assert limit_threads_to_available_cpus.__wrapped__() == 1
         assert torch.get_num_threads() == 1

@@ -16,9 +16,9 @@ from tests.helpers.training_data import brightness_photos, tiny_variant
 from transfer_study.config import ModelSettings
 from transfer_study.models.preprocessing import pretrained_preprocessing, scaled_to_input_size
 from transfer_study.models.transforms import build_eval_transform, build_train_transform
+from transfer_study.training import variants
 from transfer_study.training.fitting import FitResult
 from transfer_study.training.progressive import fit_in_stages, stage_sizes
-from transfer_study.training import variants
 from transfer_study.training.variants import choose_lr_on_images, train_on_images
 
 MODEL_64 = ModelSettings(backbone="efficientnet_lite0", image_size=64)
