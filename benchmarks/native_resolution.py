@@ -14,8 +14,9 @@ and sign-flip p, over physical samples, as the comparison report computes them).
 * fine-tune: the study's fine-tune (plateau schedule, early stopping)
 * partial fine-tune: `finetune_top` (later stages on cached early-stage outputs)
 * progressive fine-tune / scratch: `progressive_scales: [0.5]`, then full size
-* one-cycle fine-tune: `scheduler: onecycle` over `--onecycle-epochs` epochs (the cap),
-  no early stopping, from the same validated learning rate
+* one-cycle and cosine fine-tune: `scheduler: onecycle` or `cosine` over
+  `--onecycle-epochs` epochs (the cap), no early stopping, from the same validated
+  learning rate
 * scratch: the study's scratch
 * tutorial: the PyTorch transfer-learning tutorial's fine-tuning loop (batch 4, SGD,
   StepLR, PIL decode every epoch; benchmarks/training_speed.py) for `--tutorial-epochs`
@@ -62,6 +63,8 @@ from transfer_study.training.device import pick_device
 
 RESAMPLES = 10_000
 REFERENCE = "fine-tune"
+# Trained over a fixed horizon (`--onecycle-epochs`), not to convergence.
+FIXED_HORIZON = ("one-cycle fine-tune", "cosine fine-tune")
 
 
 @dataclass(frozen=True)
@@ -89,8 +92,7 @@ class Outcome:
 
 def _configs(onecycle_steps: int, batch_size: int) -> list[Config]:
     # Exactly one cycle: the cap is the cycle, no early stop, no min_steps floor beyond it.
-    onecycle = (
-        "finetune.scheduler=onecycle",
+    horizon = (
         f"finetune.max_images={onecycle_steps * batch_size}",
         f"finetune.min_steps={onecycle_steps}",
         "finetune.patience=null",
@@ -100,7 +102,8 @@ def _configs(onecycle_steps: int, batch_size: int) -> list[Config]:
         Config("fine-tune", "finetune"),
         Config("partial fine-tune", "finetune_top"),
         Config("progressive fine-tune", "finetune", ("finetune.progressive_scales=[0.5]",)),
-        Config("one-cycle fine-tune", "finetune", onecycle),
+        Config("one-cycle fine-tune", "finetune", ("finetune.scheduler=onecycle", *horizon)),
+        Config("cosine fine-tune", "finetune", ("finetune.scheduler=cosine", *horizon)),
         Config("scratch", "scratch"),
         Config("progressive scratch", "scratch", ("scratch.progressive_scales=[0.5]",)),
     ]
@@ -140,8 +143,8 @@ def _outcome(project: Path, config: Config, wall: float) -> Outcome:
     )
     sides = summary.get("input_sizes")
     note = f"{' → '.join(map(str, sides))} px" if sides else ""
-    if config.label == "one-cycle fine-tune":
-        note = "one cycle, no early stopping"
+    if config.label in FIXED_HORIZON:
+        note = f"{summary['epochs_run']:.1f} epochs annealed, no early stopping"
     elif not summary["converged"]:
         note = f"{note}; not converged ({summary['stop_reason']})".lstrip("; ")
     return Outcome(
