@@ -24,11 +24,12 @@ from tests.helpers.browser import (
     wait_until_still,
 )
 from tests.helpers.kedro_project import make_project
+from tests.helpers.parameters import shipped_study_variants
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 PIPELINES_DIR = REPO_ROOT / "src" / "transfer_study" / "pipelines"
-VARIANTS = ("scratch", "frozen", "finetune_top", "finetune")
+VARIANTS = shipped_study_variants()  # what a plain `kedro run` trains
 PAGE_TIMEOUT = 60  # seconds for the flowchart to render on 2 busy cores
 # kedro-viz's settings, stored before its scripts read them (the profile is fresh): no
 # feature tour over the graph, no minimap over the bottom layer's name.

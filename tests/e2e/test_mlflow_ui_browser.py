@@ -23,12 +23,13 @@ from tests.helpers.browser import (
     wait_until_still,
 )
 from tests.helpers.kedro_project import tiny_study
+from tests.helpers.parameters import shipped_study_variants
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 EXPERIMENT = "transfer_study"  # conf/base/mlflow.yml, tracking.experiment.name
 PARENT_RUN = "__default__"  # kedro-mlflow names its run after the pipeline
-VARIANTS = ("scratch", "frozen", "finetune_top", "finetune")
+VARIANTS = shipped_study_variants()  # what a plain `kedro run` trains
 PAGE_TIMEOUT = 60  # seconds for the runs table to render on 2 busy cores
 # The run-name cell of MLflow 3's runs table (an ag-grid) links each run to its page.
 RUN_NAME_CELL = '.ag-cell[col-id="attributes.`Run Name`"]'

@@ -16,9 +16,10 @@ from nbclient import NotebookClient
 from nbformat import NotebookNode
 
 from tests.helpers.kedro_project import REPO_ROOT, tiny_study
+from tests.helpers.parameters import shipped_study_variants
 
 NOTEBOOK = REPO_ROOT / "notebooks" / "study_results.ipynb"
-VARIANTS = ("scratch", "frozen", "finetune_top", "finetune")
+VARIANTS = shipped_study_variants()  # what a plain `kedro run` trains
 KERNEL_NAME = "transfer_study_test"
 CELL_TIMEOUT_SECONDS = 300
 TEXT_MIMETYPES = ("text/plain", "text/html", "text/markdown")

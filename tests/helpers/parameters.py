@@ -95,6 +95,13 @@ def raw_parameters(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]
     return loader["parameters"]
 
 
+def shipped_study_variants() -> tuple[str, ...]:
+    """``study.variants`` of conf/base, in the study's order: what a plain ``kedro run``
+    of a project copy trains."""
+    wanted = raw_parameters()["study"]["variants"]
+    return tuple(variant for variant in VARIANTS if variant in wanted)
+
+
 def project_parameters(
     overrides: Mapping[str, Any] | None = None,
     pipelines: Pipeline | Mapping[str, Pipeline] | None = None,

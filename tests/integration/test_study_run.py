@@ -83,7 +83,11 @@ def test_single_class_folder_fails_after_writing_the_quality_report(project: Pat
     assert quality["path"].tolist() == ["cat/s9999_a00.jpg"]
 
 
-def test_default_run_trains_four_variants_and_writes_the_comparison(project: Path):
+def test_a_study_of_every_variant_trains_them_all_and_writes_the_comparison(project: Path):
+    # As a user adds the partial fine-tune to the study: in conf/local, not with --params.
+    (project / "conf/local/parameters_training.yml").write_text(
+        "study:\n  variants: [finetune, finetune_top, frozen, scratch]\n"
+    )
     run_pipeline(project, TINY_DEMO, pipeline_name="demo_data")
     run_pipeline(project, {**TINY_DEMO, **TINY_TRAINING})
     reporting = project / "data/08_reporting"

@@ -19,12 +19,13 @@ from tests.helpers.kedro_project import (
     run_pipeline,
     tiny_study,
 )
+from tests.helpers.parameters import shipped_study_variants
 from transfer_study.models.checkpoint import rebuild_classifier
 from transfer_study.tracking.hooks import flatten
 
 pytestmark = pytest.mark.slow
 
-VARIANTS = ("scratch", "frozen", "finetune_top", "finetune")
+VARIANTS = shipped_study_variants()  # what a plain `kedro run` trains
 TAGS = (
     "variant",
     "backbone",

@@ -21,7 +21,7 @@ from transfer_study.pipelines.variant_template import VARIANTS
 
 FOLDS = 3
 CLASSES = {"ant": 6, "bee": 6}
-OVERRIDES = {**TINY_TRAINING, "split.folds": FOLDS}
+OVERRIDES = {**TINY_TRAINING, "split.folds": FOLDS, "study.variants": list(VARIANTS)}
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,9 @@ def outputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         # As if conf/local/parameters.yml said split.folds: 3.
         patch.setattr(data_processing_module, "configured_folds", lambda: FOLDS)
         processing = data_processing.create_pipeline()
-    study = cross_validation_pipeline(FOLDS) + reporting_pipeline.create_pipeline()
+    every = tuple(VARIANTS)
+    study = cross_validation_pipeline(FOLDS, every)
+    study += reporting_pipeline.create_pipeline(variants=every)
     pipeline = processing + study
     parameters = project_parameters({**OVERRIDES, "raw_images.path": str(photos)}, pipeline)
     return run_in_memory(
@@ -40,7 +42,7 @@ def outputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 def test_each_fold_is_a_namespace_holding_the_embedding_check_and_every_variant():
-    pipeline = cross_validation_pipeline(FOLDS)
+    pipeline = cross_validation_pipeline(FOLDS, tuple(VARIANTS))
     namespaces = {node.namespace for node in pipeline.nodes}
     assert {f"fold_{f}" for f in range(FOLDS)} <= namespaces
     assert {f"fold_{f}.{v}" for f in range(FOLDS) for v in VARIANTS} <= namespaces

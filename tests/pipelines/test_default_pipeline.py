@@ -10,7 +10,7 @@ import pytest
 from kedro.pipeline import Pipeline
 
 from tests.helpers.in_memory_runs import run_in_memory
-from tests.helpers.parameters import TINY_TRAINING, project_parameters
+from tests.helpers.parameters import TINY_TRAINING, project_parameters, shipped_study_variants
 from tests.helpers.photos import encoded_photos
 from transfer_study.pipelines import (
     data_processing,
@@ -20,10 +20,12 @@ from transfer_study.pipelines import (
     reporting,
     training,
 )
-from transfer_study.pipelines.variant_template import VARIANTS
 
 TINY_DEMO = {"demo_data.n_samples": 16, "demo_data.n_angles": 2, "demo_data.image_size": 32}
 STUDY_PACKAGES = (data_processing, registry, training, reporting, export)
+
+# What a plain `kedro run` trains: the study of conf/base.
+VARIANTS = shipped_study_variants()
 
 
 def _names(pipeline: Pipeline) -> set[str]:

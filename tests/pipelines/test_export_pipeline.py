@@ -11,6 +11,7 @@ import torch
 from tests.helpers.in_memory_runs import run_in_memory
 from tests.helpers.parameters import project_parameters
 from tests.helpers.tiny_models import CLASS_NAMES, tiny_checkpoint
+from transfer_study.config import ParameterError
 from transfer_study.models.preprocessing import Preprocessing
 from transfer_study.pipelines.export import create_pipeline
 from transfer_study.pipelines.variant_template import VARIANTS
@@ -41,8 +42,10 @@ def _split_and_images() -> tuple[pd.DataFrame, dict]:
     return split, {image_cache_key(split, preprocessing): lambda: cache}
 
 
-def _run(model: str, selected: str | None = "finetune") -> dict:
-    pipeline = create_pipeline()
+def _run(
+    model: str, selected: str | None = "finetune", variants: tuple[str, ...] = tuple(VARIANTS)
+) -> dict:
+    pipeline = create_pipeline(variants=variants)
     split, decoded = _split_and_images()
     comparison = pd.DataFrame(
         {"variant": list(VARIANTS), "selected": [v == selected for v in VARIANTS]}
@@ -51,7 +54,7 @@ def _run(model: str, selected: str | None = "finetune") -> dict:
         "variant_comparison": comparison,
         "decoded_images": decoded,
         "split": split,
-        **{f"{variant}.model": checkpoint for variant, checkpoint in CHECKPOINTS.items()},
+        **{f"{variant}.model": CHECKPOINTS[variant] for variant in variants},
         **project_parameters({"export.model": model}, pipeline),
     }
     return run_in_memory(pipeline, inputs)
@@ -74,6 +77,19 @@ def test_the_variant_chosen_on_validation_is_exported_and_matches_pytorch():
 def test_a_named_variant_is_exported_whatever_was_chosen():
     outputs = _run("scratch")
     assert set(outputs["onnx_models"]) == {"scratch"} and outputs["onnx_export"]["passed"]
+
+
+def test_a_variant_the_study_did_not_train_is_refused_with_what_to_do():
+    with pytest.raises(ParameterError, match=r"add 'scratch' to study.variants"):
+        _run("scratch", variants=("frozen", "finetune"))
+
+
+def test_the_export_reads_the_checkpoints_of_the_study_variants_only():
+    (node,) = create_pipeline(variants=("frozen", "finetune")).nodes
+    assert {name for name in node.inputs if name.endswith(".model")} == {
+        "frozen.model",
+        "finetune.model",
+    }
 
 
 @pytest.mark.parametrize(

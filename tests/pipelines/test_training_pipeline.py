@@ -21,7 +21,7 @@ from transfer_study.models.checkpoint import rebuild_classifier
 from transfer_study.models.preprocessing import Preprocessing
 from transfer_study.models.transforms import build_eval_transform
 from transfer_study.pipelines import data_processing
-from transfer_study.pipelines.training import create_pipeline
+from transfer_study.pipelines.training import create_pipeline as create_study_pipeline
 from transfer_study.pipelines.variant_template import VARIANTS
 from transfer_study.training.data import rows_in_cache
 
@@ -44,11 +44,17 @@ PER_VARIANT_OUTPUTS = (
 STUDY_INPUTS = {"decoded_images", "split", "preprocessing", "sample_grouping"}
 OVERRIDES = {
     **TINY_TRAINING,
+    "study.variants": list(VARIANTS),
     **{f"{variant}.max_images": 8 * n for variant, n in STEPS.items()},
     **{f"{variant}.min_steps": 1 for variant in STEPS},
     "training_defaults.patience": None,
     "training_defaults.val_every_steps": 2,  # an epoch is 4 steps
 }
+
+
+def create_pipeline():
+    """The study with every variant, whatever ``study.variants`` says in conf/base."""
+    return create_study_pipeline(variants=tuple(VARIANTS))
 
 
 def _node(pipeline, name: str) -> Node:

@@ -13,6 +13,7 @@ from .errors import ParameterError, parse_settings
 from .export import ExportSettings
 from .inference import InferenceSettings
 from .registry import RegistrySettings
+from .study import StudySettings
 from .training import (
     Augmentation,
     EvaluationSettings,
@@ -39,6 +40,7 @@ __all__ = [
     "ReportSettings",
     "Settings",
     "SplitSettings",
+    "StudySettings",
     "TrainingSettings",
     "VariantName",
     "VariantOverrides",

@@ -21,6 +21,7 @@ from .errors import Locate, ParameterError, Problem, parameter_message, problems
 from .export import ExportSettings
 from .inference import InferenceSettings
 from .registry import RegistrySettings
+from .study import StudySettings
 from .training import (
     EvaluationSettings,
     TrainingSettings,
@@ -34,6 +35,7 @@ PARAMETER_BLOCKS: dict[str, type[BaseModel]] = {
     "model": ModelSettings,
     "raw_images": RawImagesSettings,
     "split": SplitSettings,
+    "study": StudySettings,
     TRAINING_DEFAULTS: VariantOverrides,
     **dict.fromkeys(VARIANT_NAMES, VariantOverrides),
     "evaluation": EvaluationSettings,

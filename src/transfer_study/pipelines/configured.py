@@ -57,3 +57,40 @@ def refuse_changed_folds(configured: int | None, requested: int | None) -> None:
             "pipeline, so it cannot be changed with --params. Set split.folds in "
             "conf/local/parameters.yml (or in an environment chosen with KEDRO_ENV)."
         )
+
+
+def configured_study_variants(catalogue: tuple[str, ...]) -> tuple[str, ...]:
+    """``study.variants`` as configured, in ``catalogue`` order (the report's order).
+
+    Args:
+        catalogue: Every variant the project knows, in the order the study lists them.
+
+    Returns:
+        The configured variants; all of ``catalogue`` when there is no configuration (a
+        pipeline built outside a project) or its list names no known variant. An invalid
+        list is reported by the start-of-run check; the estimate node refuses a list that
+        differs from the one the pipeline was built with.
+    """
+    try:
+        wanted = configured_parameters().get("study", {}).get("variants")
+    except MissingConfigException:
+        return catalogue
+    if not isinstance(wanted, list):
+        return catalogue
+    chosen = tuple(variant for variant in catalogue if variant in wanted)
+    return chosen or catalogue
+
+
+def refuse_changed_variants(configured: tuple[str, ...], requested: list[str]) -> None:
+    """Stops a run whose ``study.variants`` differs from the one its pipeline was built with.
+
+    Raises:
+        ParameterError: (a ``ValueError``) Saying where to set ``study.variants`` instead.
+    """
+    if set(configured) != set(requested):
+        raise ParameterError(
+            f"study.variants is {sorted(requested)} for this run but the pipeline was built "
+            f"with {sorted(configured)} (from the configuration files): the variants shape "
+            "the pipeline, so they cannot be changed with --params. Set study.variants in "
+            "conf/local/parameters_training.yml (or in an environment chosen with KEDRO_ENV)."
+        )

@@ -10,6 +10,7 @@ from typing import Any
 
 from kedro.pipeline import Node, Pipeline
 
+from .configured import configured_study_variants
 from .variant_nodes import (
     check_near_copies,
     choose_feature_variant_lr,
@@ -93,6 +94,12 @@ def variants_needed(variants: list[str]) -> list[str]:
     """``variants`` and the variant whose chosen settings probe them, in study order."""
     wanted = set(variants) | ({FEATURES_VARIANT} if set(variants) & set(PROBED_VARIANTS) else set())
     return [variant for variant in VARIANTS if variant in wanted]
+
+
+def study_variants() -> tuple[str, ...]:
+    """The variants ``kedro run`` trains and compares: ``study.variants`` as configured,
+    in ``VARIANTS`` order."""
+    return configured_study_variants(tuple(VARIANTS))
 
 
 def probe_node(training_settings: str) -> Node:

@@ -102,7 +102,7 @@ def measure_cpu_choice(
         timer: Measures one option (tests replace it).
 
     Returns:
-        channels-last unless the default format was at least 1.2x faster; bfloat16 if
+        channels-last unless contiguous was at least 1.2x faster; bfloat16 if
         it was at least 1.2x faster than float32 in the format chosen.
     """
     # Dropout draws from the global generator: fork it, so the training that follows
@@ -124,7 +124,7 @@ def _measure(
     if inputs.dim() == 4:
         seconds["float32, channels-last"] = timer(probe, inputs, channels_last=True, bfloat16=False)
         # Channels-last is the default (it helped inference everywhere measured); the
-        # default format replaces it only when clearly faster.
+        # contiguous format replaces it only when clearly faster.
         channels_last = seconds["float32, channels-last"] < _MIN_SPEEDUP * seconds["float32"]
     bfloat16 = False
     if try_bfloat16:
@@ -196,6 +196,6 @@ def _log_choice(choice: CpuChoice, input_shape: tuple[int, ...]) -> None:
         "CPU training pass at %s measured: %s; chosen: %s, %s.",
         "x".join(map(str, input_shape)),
         timings,
-        "channels-last" if choice.channels_last else "default format",
+        "channels-last" if choice.channels_last else "contiguous",
         "bfloat16 autocast" if choice.bfloat16 else "float32",
     )

@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from transfer_study.config import ExportSettings
+from transfer_study.config import ExportSettings, ParameterError
 from transfer_study.inference.onnx_export import OnnxExportError, check_parity, export_checkpoint
 from transfer_study.training.testing import batches_of_test_photos
 
@@ -33,18 +33,27 @@ def export_to_onnx(
         decoded_images: The decoded-image cache (the test photos of the check).
         split: The split table.
         params: The ``export`` parameters.
-        **checkpoints: Each variant's checkpoint, by variant.
+        **checkpoints: Each of the study's variants' checkpoint, by variant.
 
     Returns:
         ``{variant: ONNX bytes}`` (empty when nothing was exported) and the export's record:
         ``exported``, ``variant``, and the parity figures of ``check_parity`` or the
         ``reason`` nothing was exported. A model the exporter cannot translate is a
         warning, not a failed run: its PyTorch checkpoint is untouched.
+
+    Raises:
+        ParameterError: If ``export.model`` names a variant the study did not train.
     """
     variant, reason = _variant_to_export(params.model, comparison)
     if variant is None:
         logger.info("No ONNX export: %s", reason)
         return {}, {"exported": False, "variant": None, "reason": reason}
+    if variant not in checkpoints:
+        raise ParameterError(
+            f"export.model is '{variant}', which this study does not train (study.variants: "
+            f"{', '.join(checkpoints)}): name one of those, or add '{variant}' to "
+            "study.variants."
+        )
     checkpoint = checkpoints[variant]
     started = time.perf_counter()
     try:

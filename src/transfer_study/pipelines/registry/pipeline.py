@@ -3,17 +3,21 @@ comparison (its target was resolved and checked by the training pipeline)."""
 
 from kedro.pipeline import Node, Pipeline
 
-from transfer_study.pipelines.variant_template import VARIANTS
+from transfer_study.pipelines.variant_template import study_variants
 
 from .nodes import choose_model_to_register
 
 
-def create_pipeline(**kwargs) -> Pipeline:
+def create_pipeline(variants: tuple[str, ...] | None = None, **kwargs) -> Pipeline:
     """Creates the registry pipeline.
+
+    Args:
+        variants: The study's variants; ``None``: ``study.variants`` as configured.
 
     Returns:
         One node: the variant the comparison chose, with what its version records.
     """
+    variants = variants or study_variants()
     return Pipeline(
         [
             Node(
@@ -21,7 +25,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 inputs={
                     "comparison": "variant_comparison",
                     "target": "registry_target",
-                    **{variant: f"{variant}.training_summary" for variant in VARIANTS},
+                    **{variant: f"{variant}.training_summary" for variant in variants},
                 },
                 outputs="model_registration",
                 name="choose_model_to_register_node",

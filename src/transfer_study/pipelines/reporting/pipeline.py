@@ -2,20 +2,24 @@
 
 from kedro.pipeline import Node, Pipeline
 
-from transfer_study.pipelines.variant_template import VARIANTS
+from transfer_study.pipelines.variant_template import study_variants
 
 from .nodes import compare_variants
 
 
-def create_pipeline(**kwargs) -> Pipeline:
+def create_pipeline(variants: tuple[str, ...] | None = None, **kwargs) -> Pipeline:
     """Creates the reporting pipeline.
 
+    Args:
+        variants: The study's variants; ``None``: ``study.variants`` as configured.
+
     Returns:
-        One node that compares every variant of ``variant_template.VARIANTS``.
+        One node that compares every variant of the study (``study.variants``).
     """
+    variants = variants or study_variants()
     per_variant = [
         f"{variant}.{name}"
-        for variant in VARIANTS
+        for variant in variants
         for name in ("test_metrics", "training_summary", "test_predictions")
     ]
     return Pipeline(

@@ -13,6 +13,7 @@ from transfer_study.config import (
     EvaluationSettings,
     ModelSettings,
     SplitSettings,
+    StudySettings,
     TrainingSettings,
 )
 from transfer_study.evaluation.figures import confusion_matrix_figure
@@ -25,7 +26,7 @@ from transfer_study.evaluation.folds import (
 from transfer_study.models.preprocessing import Preprocessing
 from transfer_study.photos.folds import fold_split
 from transfer_study.photos.near_copies import combine_fold_checks
-from transfer_study.pipelines.configured import refuse_changed_folds
+from transfer_study.pipelines.configured import refuse_changed_folds, refuse_changed_variants
 from transfer_study.training.device import pick_device
 from transfer_study.training.timing import (
     VALIDATION_COST,
@@ -42,8 +43,10 @@ def estimate_study_time(
     split: pd.DataFrame,
     preprocessing: dict[str, Any],
     model: ModelSettings,
+    study: StudySettings,
     *variant_settings: TrainingSettings,
     folds: int = 1,
+    pipeline_variants: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Times a few training steps and logs the study's expected duration on this machine.
 
@@ -51,13 +54,19 @@ def estimate_study_time(
         split: The split table (photos per split; the first fold's with folds).
         preprocessing: ``resolve_preprocessing``' output (the input size).
         model: ``params:model``.
+        study: ``params:study``; its variants must be those the pipeline was built with.
         *variant_settings: Each variant's resolved settings.
         folds: Cross-validation folds (bound by the pipeline): each is a whole study.
+        pipeline_variants: The variants the pipeline was built with (bound by it).
+
+    Raises:
+        ParameterError: If ``study.variants`` was changed only for this run.
 
     Returns:
         The estimate: speed, per-variant and total expected and worst-case seconds, and
         advice when the study is expected to take over 30 minutes.
     """
+    refuse_changed_variants(pipeline_variants, study.variants)
     size = Preprocessing.from_dict(preprocessing).input_size
     counts = split["split"].value_counts()
     n_train, n_val = int(counts.get("train", 0)), int(counts.get("val", 0))

@@ -1,8 +1,9 @@
-"""The study's variants: one template pipeline instantiated under three namespaces, after
+"""The study's variants (``study.variants``): one template pipeline instantiated under a
+namespace per variant, after
 a node that says how long the study will take and one that resolves the registry target
 (``study_split``, what the variants train on, passes through it).
 
-With ``split.folds: k`` (grouped k-fold cross-validation) the embedding step and the three
+With ``split.folds: k`` (grouped k-fold cross-validation) the embedding step and the
 variants run once per fold, under the namespaces ``fold_0`` … ``fold_<k−1>`` (``kedro
 viz`` shows one box per fold; ``--namespaces=fold_2`` runs one), and one node per
 variant pools its folds into the datasets the single-split study writes
@@ -18,10 +19,12 @@ from transfer_study.pipelines.configured import configured_folds
 from transfer_study.pipelines.variant_nodes import resolve_registry_target
 from transfer_study.pipelines.variant_template import (
     STUDY_SPLIT,
-    VARIANTS,
     bound,
     embedding_pipeline,
+    study_variants,
+    variant_learning_rate_pipeline,
     variant_pipeline,
+    variants_needed,
 )
 
 from .nodes import (
@@ -41,17 +44,24 @@ def fold_namespace(fold: int) -> str:
     return f"fold_{fold}"
 
 
-def _estimate(folds: int | None) -> Node:
+def _estimate(folds: int | None, variants: tuple[str, ...]) -> Node:
     # The estimate needs only the split and the settings, so it runs before the images are
     # decoded and before any training; with folds, the first fold's settings stand for all.
+    # It also refuses a run whose study.variants differ from the pipeline's.
     prefix = f"{fold_namespace(0)}." if folds else ""
     return Node(
-        func=bound(estimate_study_time, "estimate_study_time", folds=folds or 1),
+        func=bound(
+            estimate_study_time,
+            "estimate_study_time",
+            folds=folds or 1,
+            pipeline_variants=variants,
+        ),
         inputs=[
             "split",
             "preprocessing",
             "params:model",
-            *(f"{prefix}{variant}.training_settings" for variant in VARIANTS),
+            "params:study",
+            *(f"{prefix}{variant}.training_settings" for variant in variants),
         ],
         outputs="study_time_estimate",
         name="estimate_study_time_node",
@@ -69,18 +79,26 @@ def _registry_check() -> Node:
     )
 
 
-def _study() -> Pipeline:
-    return embedding_pipeline() + sum(map(variant_pipeline, VARIANTS), Pipeline([]))
+def _study(variants: tuple[str, ...]) -> Pipeline:
+    # A probed variant reads the frozen variant's chosen settings: without frozen in the
+    # study, its learning rate is still chosen (cheap, on the cached features).
+    return embedding_pipeline() + sum(
+        (
+            variant_pipeline(v) if v in variants else variant_learning_rate_pipeline(v)
+            for v in variants_needed(list(variants))
+        ),
+        Pipeline([]),
+    )
 
 
-def _fold_pipeline(fold: int, folds: int) -> Pipeline:
+def _fold_pipeline(fold: int, folds: int, variants: tuple[str, ...]) -> Pipeline:
     select = Node(
         func=bound(select_fold_split, "select_fold_split", fold=fold, pipeline_folds=folds),
         inputs=["study_split", "params:split"],
         outputs="split",
         name="select_fold_split_node",
     )
-    study = Pipeline([select]) + _study()
+    study = Pipeline([select]) + _study(variants)
     return Pipeline(
         study,
         namespace=fold_namespace(fold),
@@ -108,11 +126,12 @@ def _pool_node(variant: str, folds: int) -> Node:
     )
 
 
-def cross_validation_pipeline(folds: int) -> Pipeline:
+def cross_validation_pipeline(folds: int, variants: tuple[str, ...]) -> Pipeline:
     """The study once per fold, then each variant's folds pooled.
 
     Args:
         folds: ``k``, at least 2.
+        variants: The study's variants.
 
     Returns:
         The pipeline.
@@ -124,22 +143,25 @@ def cross_validation_pipeline(folds: int) -> Pipeline:
         name="combine_fold_groupings_node",
     )
     return (
-        Pipeline([_estimate(folds), groupings, _registry_check()])
-        + sum((_fold_pipeline(f, folds) for f in range(folds)), Pipeline([]))
-        + Pipeline([_pool_node(variant, folds) for variant in VARIANTS])
+        Pipeline([_estimate(folds, variants), groupings, _registry_check()])
+        + sum((_fold_pipeline(f, folds, variants) for f in range(folds)), Pipeline([]))
+        + Pipeline([_pool_node(variant, folds) for variant in variants])
     )
 
 
-def create_pipeline(**kwargs) -> Pipeline:
+def create_pipeline(variants: tuple[str, ...] | None = None, **kwargs) -> Pipeline:
     """Creates the training pipeline: the time estimate, the shared embedding step and the
-    three variants; with ``split.folds`` (read from the configuration files), all of it
-    once per fold and the folds pooled (``cross_validation_pipeline``).
+    variants of ``study.variants``; with ``split.folds`` (both read from the configuration
+    files), all of it once per fold and the folds pooled (``cross_validation_pipeline``).
+
+    Args:
+        variants: The study's variants; ``None``: ``study.variants`` as configured.
 
     Returns:
         The pipeline.
     """
-    folds = configured_folds()
+    folds, variants = configured_folds(), variants or study_variants()
     if folds:
-        return cross_validation_pipeline(folds)
-    study = Pipeline(_study(), inputs={"split": STUDY_SPLIT})
-    return Pipeline([_estimate(None), _registry_check()]) + study
+        return cross_validation_pipeline(folds, variants)
+    study = Pipeline(_study(variants), inputs={"split": STUDY_SPLIT})
+    return Pipeline([_estimate(None, variants), _registry_check()]) + study
