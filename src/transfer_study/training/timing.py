@@ -119,7 +119,8 @@ def advice(expected_seconds: float, input_size: int, on_gpu: bool) -> str | None
     smaller = max(32, input_size // 32 * 32 - 64)
     hints = [
         f"a smaller input (--params=model.image_size={smaller})",
-        "fewer variants (e.g. --pipeline with only frozen and finetune, see docs/user_guide.md)",
+        "fewer variants (study.variants in conf/local/parameters_training.yml, e.g. "
+        "[frozen, finetune])",
     ]
     if not on_gpu:
         hints.append("a machine with a GPU (it is picked automatically)")
