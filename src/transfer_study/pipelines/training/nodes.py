@@ -59,12 +59,12 @@ def estimate_study_time(
         folds: Cross-validation folds (bound by the pipeline): each is a whole study.
         pipeline_variants: The variants the pipeline was built with (bound by it).
 
-    Raises:
-        ParameterError: If ``study.variants`` was changed only for this run.
-
     Returns:
         The estimate: speed, per-variant and total expected and worst-case seconds, and
         advice when the study is expected to take over 30 minutes.
+
+    Raises:
+        ParameterError: If ``study.variants`` was changed only for this run.
     """
     refuse_changed_variants(pipeline_variants, study.variants)
     size = Preprocessing.from_dict(preprocessing).input_size

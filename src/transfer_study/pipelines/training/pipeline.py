@@ -1,7 +1,7 @@
 """The study's variants (``study.variants``): one template pipeline instantiated under a
-namespace per variant, after
-a node that says how long the study will take and one that resolves the registry target
-(``study_split``, what the variants train on, passes through it).
+namespace per variant, after a node that says how long the study will take and one that
+resolves the registry target (``study_split``, what the variants train on, passes
+through it).
 
 With ``split.folds: k`` (grouped k-fold cross-validation) the embedding step and the
 variants run once per fold, under the namespaces ``fold_0`` … ``fold_<k−1>`` (``kedro
